@@ -1,0 +1,72 @@
+"""Command line entry point: `version-sidecar` and `python -m sidecar`."""
+
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from .app import create_app
+from .config import DEMO_VERSION_FILE, SettingError, Settings, describe, fail, load_settings
+from .logs import configure_logging, get_logger
+from .sources import Source, SourceError
+from .sources.env import EnvSource
+from .sources.file import FileSource
+from .version import InvalidVersion, check_version
+
+log = get_logger("sidecar")
+
+
+def make_source(settings: Settings) -> Source:
+    if settings.source == "file":
+        assert settings.version_file is not None
+        return FileSource(settings.version_file)
+    return EnvSource(settings.version_env)
+
+
+async def build_app(settings: Settings) -> web.Application:
+    """Read and check the first version before serving; raises SourceError or InvalidVersion."""
+    source = make_source(settings)
+    initial = await source.read_initial()
+    if initial is not None:
+        try:
+            check_version(initial)
+        except InvalidVersion as error:
+            raise SourceError(f"{source.origin}: the version {error}") from None
+    log.info("starting", version=initial, **describe(settings))
+    return create_app(settings, source, initial)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load_settings(argv)
+    except SettingError as error:
+        fail(str(error))
+    configure_logging(settings.log_format, settings.log_level)
+    if settings.demo and settings.version_file == DEMO_VERSION_FILE and not DEMO_VERSION_FILE.exists():
+        DEMO_VERSION_FILE.write_text("v1\n", encoding="utf-8")
+    if settings.demo:
+        log.info(
+            "demo page ready",
+            url=f"http://{settings.host}:{settings.port}/",
+            change_version_with=f"echo v2 > {settings.version_file}",
+        )
+    try:
+        web.run_app(
+            build_app(settings),
+            host=settings.host,
+            port=settings.port,
+            handler_cancellation=True,
+            shutdown_timeout=settings.shutdown_timeout,
+            access_log=None,
+            print=None,
+        )
+    except SourceError as error:
+        fail(str(error))
+    except OSError as error:  # e.g. the port is taken
+        fail(f"--port {settings.port}: cannot listen on {settings.host}: {error.strerror or error}")
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Settings: each one a CLI flag and a SIDECAR_* variable (the flag wins), checked at start-up."""
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+
+
+class SettingError(ValueError):
+    """A setting with a value we cannot run with; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_path: str = "/events"
+    source: str = "env"
+    version_env: str = "APP_VERSION"
+    version_file: Path | None = None
+    heartbeat: float = 30.0
+    retry: int = 3000
+    retry_jitter: int = 2000
+    max_clients: int = 10000
+    max_buffer: int = 65536
+    send_timeout: float = 10.0
+    shutdown_timeout: float = 3.0
+    log_format: str = "auto"
+    log_level: str = "info"
+    demo: bool = False
+
+    @property
+    def stream_path(self) -> str:
+        return f"{self.base_path}/version"
+
+    @property
+    def script_path(self) -> str:
+        return f"{self.base_path}/reload.js"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be zero or a positive whole number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def _base_path(text: str) -> str:
+    path = text.rstrip("/")
+    if not path.startswith("/") or any(c in path for c in " ?#\t\r\n"):
+        raise ValueError("must start with / and hold no spaces, ? or #")
+    return path
+
+
+def _env_name(text: str) -> str:
+    if not text or not text.replace("_", "a").isalnum() or text[0].isdigit():
+        raise ValueError("must be an environment variable name such as APP_VERSION")
+    return text
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _flag(text: str) -> bool:
+    value = text.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # the Settings field
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str = "VALUE"
+    is_switch: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "SIDECAR_" + self.name.upper()
+
+
+OPTIONS: list[Option] = [
+    Option("host", str, "address to listen on", "ADDR"),
+    Option("port", _port, "TCP port to listen on", "PORT"),
+    Option("base_path", _base_path, "path prefix of the stream and the script", "PATH"),
+    Option("source", _choice("env", "file", "docker"), "where the app's version comes from", "env|file|docker"),
+    Option("version_env", _env_name, "variable holding the version (source env)", "NAME"),
+    Option("version_file", Path, "file holding the version, watched live (source file)", "PATH"),
+    Option("heartbeat", _positive_float, "seconds between re-sends of the current version", "SECONDS"),
+    Option("retry", _non_negative_int, "reconnect delay sent to browsers, in ms", "MS"),
+    Option("retry_jitter", _non_negative_int, "random extra reconnect delay per client, up to this many ms", "MS"),
+    Option("max_clients", _positive_int, "most streams held at once; more get 503 with Retry-After", "N"),
+    Option("max_buffer", _positive_int, "bytes a slow client may leave unsent before it is dropped", "BYTES"),
+    Option("send_timeout", _positive_float, "seconds a client may leave data unsent or unacknowledged", "SECONDS"),
+    Option("shutdown_timeout", _positive_float, "seconds to wait for streams to end on SIGTERM", "SECONDS"),
+    Option("log_format", _choice("auto", "console", "json"), "auto: console on a terminal, else JSON", "FORMAT"),
+    Option("log_level", _choice("debug", "info", "warning", "error"), "lowest level logged", "LEVEL"),
+    Option("demo", _flag, "also serve a demo page at / (file source on demo-version.txt unless set)", is_switch=True),
+]
+
+DEFAULTS = Settings()
+DEMO_VERSION_FILE = Path("demo-version.txt")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineErrorParser(
+        prog="version-sidecar",
+        description="Tells every open browser tab when a new version of the app is out, over SSE.",
+        epilog="Every flag can also be set by its SIDECAR_* variable; the flag wins.",
+    )
+    parser.add_argument("--version", action="version", version=f"version-sidecar {__version__}")
+    for option in OPTIONS:
+        default = getattr(DEFAULTS, option.name)
+        shown = "off" if option.is_switch else ("unset" if default is None else default)
+        helptext = f"{option.help} [{option.env}; default: {shown}]"
+        if option.is_switch:
+            parser.add_argument(option.flag, dest=option.name, action="store_const", const="true", help=helptext)
+        else:
+            parser.add_argument(option.flag, dest=option.name, metavar=option.metavar, help=helptext)
+    return parser
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        fail(message)
+
+
+def fail(message: str) -> NoReturn:
+    """Stop start-up: exit status 2 and one line that names what is wrong."""
+    print(f"version-sidecar: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags, then SIDECAR_* variables, then defaults; raises SettingError."""
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw = getattr(args, option.name)
+        where = option.flag
+        if raw is None and option.env in environ:
+            raw, where = environ[option.env], option.env
+        if raw is None:
+            continue
+        try:
+            values[option.name] = option.parse(raw)
+        except ValueError as error:
+            reason = str(error) if "must" in str(error) else "is not valid"
+            raise SettingError(f"{where}: {reason}, got {raw!r}") from None
+    if values.get("demo") and "source" not in values:
+        values.update(source="file", version_file=values.get("version_file", DEMO_VERSION_FILE))
+    settings = Settings(**values)
+    return _check_combination(settings)
+
+
+def _check_combination(settings: Settings) -> Settings:
+    if settings.source == "file" and settings.version_file is None:
+        raise SettingError("--version-file (SIDECAR_VERSION_FILE): required with --source file")
+    return settings
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The settings as plain values, for the start-up log line."""
+    return {f.name: str(v) if isinstance(v := getattr(settings, f.name), Path) else v for f in fields(settings)}

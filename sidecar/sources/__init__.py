@@ -1,0 +1,30 @@
+"""Version sources: where the app's version comes from. The hub does not care which one."""
+
+from collections.abc import Awaitable, Callable
+
+# Called with each value a source sees; the hub validates it and announces it if new.
+Publish = Callable[[str], Awaitable[bool]]
+
+
+class SourceError(Exception):
+    """A source cannot deliver a version; at start-up this stops the sidecar (exit 2)."""
+
+
+class Source:
+    """The interface every source implements; read_initial is required, the rest optional."""
+
+    name: str
+    # What the version is read from, as a user would name it in a message (a setting or variable).
+    origin: str
+    # Why the source is not fully working right now, for /healthz; None when it is.
+    problem: str | None = None
+
+    async def read_initial(self) -> str | None:
+        """The version at start-up; None if not known yet. Raises SourceError if it never will be."""
+        raise NotImplementedError
+
+    async def follow(self, publish: Publish) -> None:
+        """Watch for changes and publish each new value; runs until cancelled."""
+
+    async def close(self) -> None:
+        """Release what follow() holds."""

@@ -1,0 +1,52 @@
+"""The file source: a file whose stripped content is the version, watched live."""
+
+import asyncio
+from pathlib import Path
+
+from ..logs import get_logger
+from . import Publish, Source, SourceError
+
+log = get_logger("sidecar.sources.file")
+
+
+class FileSource(Source):
+    name = "file"
+
+    def __init__(self, path: Path, poll_interval: float = 0.2) -> None:
+        self.path = path
+        self.origin = f"--version-file {path}"
+        # Polling, not inotify: it sees writes in place, atomic rename-over and files on any
+        # mount alike, and reading a tiny file five times a second costs nothing.
+        self.poll_interval = poll_interval
+
+    def _read(self) -> str:
+        try:
+            content = self.path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise SourceError(f"{self.origin}: no such file") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise SourceError(f"{self.origin}: cannot read: {error}") from None
+        if not content:
+            raise SourceError(f"{self.origin}: the file is empty")
+        return content
+
+    async def read_initial(self) -> str:
+        return self._read()
+
+    async def follow(self, publish: Publish) -> None:
+        last_seen: str | None = None
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                value = self._read()
+            except SourceError as error:
+                if self.problem != str(error):  # log each new problem once, not every poll
+                    self.problem = str(error)
+                    log.warning("source error, keeping the last good version", source=self.name, error=str(error))
+                continue
+            if self.problem is not None:
+                log.info("source recovered", source=self.name, path=str(self.path))
+                self.problem = None
+            if value != last_seen:
+                last_seen = value
+                await publish(value)

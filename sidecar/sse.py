@@ -1,0 +1,19 @@
+"""Server-Sent Events encoding of the version stream, done once per event, not per client."""
+
+import json
+
+from .version import check_version
+
+
+def encode_version_event(version: str) -> bytes:
+    """The `version` event as it goes on the wire; refuses anything check_version refuses."""
+    check_version(version)
+    data = json.dumps({"version": version}, ensure_ascii=False)
+    return f"event: version\nid: {version}\ndata: {data}\n\n".encode()
+
+
+def encode_retry(milliseconds: int) -> bytes:
+    """A block that only sets the client's reconnect delay (dispatches no event)."""
+    if milliseconds < 0:
+        raise ValueError("retry must not be negative")
+    return f"retry: {milliseconds}\n\n".encode()
