@@ -67,7 +67,6 @@ class SidecarProcess:
             return health
 
     def logs(self) -> str:
-        self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def log_events(self) -> list[dict[str, object]]:
@@ -78,10 +77,11 @@ class SidecarProcess:
                 events.append(json.loads(line))
         return events
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Send `sig` and wait for the exit status (kills after `timeout`)."""
+    def stop(self, sig: int | None = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send `sig` (None: send nothing) and wait for the exit status (kills after `timeout`)."""
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            if sig is not None:
+                self.process.send_signal(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,43 @@
+"""The real application in-process (pytest-aiohttp), on the file source in a temp folder."""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from sidecar.app import HUB, create_app
+from sidecar.config import Settings
+from sidecar.hub import Hub
+from sidecar.sources.file import FileSource
+from tests.sse_client import StreamReader
+
+
+@dataclass
+class Sidecar:
+    client: TestClient[Any, Any]
+    hub: Hub
+    version_file: Path
+
+    async def open_stream(self, **headers: str) -> StreamReader:
+        response = await self.client.get("/events/version", headers=headers)
+        assert response.status == 200, await response.text()
+        return StreamReader(response)
+
+
+MakeSidecar = Callable[..., Awaitable[Sidecar]]
+
+
+@pytest.fixture
+def make_sidecar(aiohttp_client: Any, tmp_path: Path) -> MakeSidecar:
+    async def make(version: str = "v1", **settings: Any) -> Sidecar:
+        version_file = tmp_path / "version.txt"
+        version_file.write_text(version + "\n")
+        config = Settings(source="file", version_file=version_file, **settings)
+        app = create_app(config, FileSource(version_file, poll_interval=0.05), version)
+        client = await aiohttp_client(app)
+        return Sidecar(client, app[HUB], version_file)
+
+    return make

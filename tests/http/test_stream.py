@@ -1,0 +1,107 @@
+"""GET /events/version over real HTTP: headers, first event, heartbeat, fan-out, retry jitter."""
+
+import asyncio
+import os
+
+from tests.http.conftest import MakeSidecar
+
+
+async def test_stream_headers_defeat_proxy_buffering(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar()
+    response = await sidecar.client.get("/events/version")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["X-Accel-Buffering"] == "no"
+    assert response.headers["Connection"].lower() == "keep-alive"
+    response.close()
+
+
+async def test_version_arrives_at_once_with_a_retry_field(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar("v1", heartbeat=3600, retry=1000, retry_jitter=500)
+    stream = await sidecar.open_stream()
+    # The heartbeat is an hour away: this event can only be the one sent on connect.
+    assert await stream.next_version() == "v1"
+    assert stream.parser.retry is not None and 1000 <= stream.parser.retry <= 1500
+
+
+async def test_retry_is_jittered_per_client(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar(retry=1000, retry_jitter=1_000_000)
+    retries = set()
+    for _ in range(5):
+        stream = await sidecar.open_stream()
+        await stream.next_version()
+        retries.add(stream.parser.retry)
+    assert len(retries) > 1, retries
+
+
+async def test_heartbeat_resends_the_current_version(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar("v7", heartbeat=0.1)
+    stream = await sidecar.open_stream()
+    assert [await stream.next_version() for _ in range(3)] == ["v7", "v7", "v7"]
+
+
+async def test_one_shared_heartbeat_task_however_many_clients(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar(heartbeat=0.1)
+    streams = [await sidecar.open_stream() for _ in range(20)]
+    for stream in streams:
+        await stream.next_version()
+    names = [task.get_name() for task in asyncio.all_tasks()]
+    assert names.count("heartbeat") == 1
+    # aiohttp-sse would start one ping task per stream; the sidecar must not.
+    assert not [t for t in asyncio.all_tasks() if "_ping" in repr(t.get_coro())]
+
+
+async def test_a_change_reaches_every_client(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar("v1", heartbeat=3600)
+    streams = [await sidecar.open_stream() for _ in range(50)]
+    for stream in streams:
+        assert await stream.next_version() == "v1"
+    assert await sidecar.hub.publish("v2", source="test")
+    for stream in streams:
+        assert await stream.next_version() == "v2"
+
+
+async def test_the_same_version_again_is_not_a_change(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar("v1", heartbeat=3600)
+    assert not await sidecar.hub.publish("v1", source="test")
+
+
+async def test_file_rewritten_in_place_is_announced(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar("v1", heartbeat=3600)
+    streams = [await sidecar.open_stream() for _ in range(3)]
+    sidecar.version_file.write_text("v2\n")
+    for stream in streams:
+        await stream.wait_for_version("v2")
+
+
+async def test_file_replaced_by_atomic_rename_is_announced(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar("v1", heartbeat=3600)
+    stream = await sidecar.open_stream()
+    assert await stream.next_version() == "v1"
+    for version in ["v2", "v3"]:
+        staged = sidecar.version_file.with_name(".version.tmp")
+        staged.write_text(f"  {version}\n")
+        os.replace(staged, sidecar.version_file)
+        await stream.wait_for_version(version)
+
+
+async def test_file_gone_or_invalid_keeps_the_last_good_version(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar("v1", heartbeat=0.05)
+    stream = await sidecar.open_stream()
+    sidecar.version_file.unlink()
+    await asyncio.sleep(0.3)
+    health = await (await sidecar.client.get("/healthz")).json()
+    assert health["status"] == "degraded" and "no such file" in health["problem"]
+    sidecar.version_file.write_text("bad\nversion\x00")
+    sidecar.version_file.write_text("")
+    await asyncio.sleep(0.3)
+    sidecar.version_file.write_text("x" * 500)
+    await asyncio.sleep(0.3)
+    # Only v1 was ever announced; then the file recovers with v2.
+    sidecar.version_file.write_text("v2")
+    await stream.wait_for_version("v2")
+    seen = {json_version for json_version in (e.last_event_id for e in stream.parser.events)}
+    assert seen == {"v1", "v2"}
+    health = await (await sidecar.client.get("/healthz")).json()
+    assert health == {"status": "ok", "version": "v2", "clients": 1, "source": "file", "problem": None}
