@@ -1,0 +1,222 @@
+"""Fixtures of the browser tier: Debian's Chromium driven by Playwright, the real sidecar, test pages.
+
+As users run it: Debian's nginx with the shipped snippet routes /events/* to the real sidecar (file
+source) and everything else to a stand-in app, a tiny HTTP server whose pages carry whatever markup a
+test needs. Every test uses the plain-HTTP origin http://app.test:PORT/ (mapped to 127.0.0.1), where
+Web Locks do not exist.
+"""
+
+import html
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.conftest import StartSidecar
+from tests.nginx.nginx_server import NginxServer
+from tests.sidecar_process import REPO, SidecarProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP app.test 127.0.0.1",
+]
+ARTIFACTS = REPO / "test-artifacts"
+# Fast enough for tests: a heartbeat every second, reconnects after 0.3 s.
+SIDECAR_ARGS = ["--source", "file", "--heartbeat", "1", "--retry", "300", "--retry-jitter", "0"]
+# What the host app exposes to let a test hide and show the tab (headless tabs are always visible).
+VISIBILITY_SWITCH = """
+(() => {
+  let hidden = false;
+  Object.defineProperty(Document.prototype, "hidden", { configurable: true, get: () => hidden });
+  Object.defineProperty(Document.prototype, "visibilityState", {
+    configurable: true, get: () => (hidden ? "hidden" : "visible"),
+  });
+  window.__setHidden = (value) => { hidden = value; document.dispatchEvent(new Event("visibilitychange")); };
+})();
+"""
+
+
+@dataclass
+class AppPage:
+    """One page of the stand-in app: its script tag attributes and markup."""
+
+    script_attributes: str = ""
+    head: str = ""
+    body: str = "<h1>The app</h1><p>Some content.</p>"
+    version: str | None = None  # a fixed version (a stale cache); else the deployed one
+    script: bool = True
+
+    def markup(self, deployed: str) -> bytes:
+        version = html.escape(self.version or deployed, quote=True)
+        script = f'<script src="/events/reload.js" {self.script_attributes} defer></script>' if self.script else ""
+        return (
+            f'<!doctype html><html lang="en" data-app-version="{version}"><head><meta charset="utf-8">'
+            f"<title>App {version}</title>{self.head}{script}</head><body>{self.body}</body></html>"
+        ).encode()
+
+
+@dataclass
+class StandInApp:
+    """The app's pages by path, served on 127.0.0.1 at the deployed version; counts page loads."""
+
+    version_file: Path
+    pages: dict[str, AppPage] = field(default_factory=dict)
+    page_loads: dict[str, int] = field(default_factory=dict)
+
+    def deployed(self) -> str:
+        return self.version_file.read_text(encoding="utf-8").strip()
+
+    def serve(self) -> ThreadingHTTPServer:
+        """Start serving on a free port, in a thread."""
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                page = app.pages.get(path)
+                if page is not None:
+                    app.page_loads[path] = app.page_loads.get(path, 0) + 1
+                body = page.markup(app.deployed()) if page is not None else b"not found"
+                self.send_response(200 if page is not None else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+
+@dataclass
+class Site:
+    """The sidecar, the stand-in app, nginx in front of both, and a browser context on it."""
+
+    sidecar: SidecarProcess
+    app: StandInApp
+    nginx: NginxServer
+    context: BrowserContext
+    start_sidecar: StartSidecar
+    console: dict[Page, list[str]] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        return f"http://app.test:{self.nginx.port}"
+
+    @property
+    def pages(self) -> dict[str, AppPage]:
+        return self.app.pages
+
+    @property
+    def page_loads(self) -> dict[str, int]:
+        return self.app.page_loads
+
+    def deploy(self, version: str) -> None:
+        """A new version is out: write it to the version file the sidecar watches."""
+        scratch = self.app.version_file.with_suffix(".new")
+        scratch.write_text(version + "\n", encoding="utf-8")
+        os.replace(scratch, self.app.version_file)
+
+    def open(self, path: str = "/app", page: AppPage | None = None, wait: bool = True) -> Page:
+        """Open `path` in a new tab (registering `page` for it); with `wait`, return once its client
+        has heard the deployed version."""
+        if page is not None:
+            self.pages[path] = page
+        tab = self.context.new_page()
+        lines: list[str] = []
+        tab.on("console", lambda message: lines.append(message.text))
+        self.console[tab] = lines
+        tab.goto(self.origin + path)
+        if wait and self.pages[path].script:
+            wait_for_version(tab, self.app.deployed())
+        return tab
+
+    def restart_sidecar(self, *extra_args: str) -> None:
+        """Stop the sidecar and start it again on the same port and version file."""
+        self.sidecar.stop()
+        args = [*SIDECAR_ARGS, "--version-file", str(self.app.version_file), *extra_args]
+        self.sidecar = self.start_sidecar(args, port=self.sidecar.port)
+
+    def stream_count(self) -> int:
+        """Streams the sidecar holds open (its /healthz)."""
+        clients = self.sidecar.health()["clients"]
+        assert isinstance(clients, int)
+        return clients
+
+
+def wait_for_version(page: Page, version: str, timeout: float = 10_000) -> None:
+    """Wait until the client in `page` has heard `version` (from the stream or its leader tab)."""
+    page.wait_for_function(
+        "v => window.versionSidecar && window.versionSidecar.latestVersion === v", arg=version, timeout=timeout
+    )
+
+
+def wait_for_log(site: Site, page: Page, text: str, timeout: float = 10_000) -> None:
+    """Wait until a console line of `page` contains `text` (console events arrive during Playwright calls)."""
+    waited = 0
+    while not any(text in line for line in site.console[page]):
+        if waited >= timeout:
+            raise AssertionError(f"no console line with {text!r}; got:\n" + "\n".join(site.console[page]))
+        page.wait_for_timeout(100)
+        waited += 100
+
+
+def wait_until(page: Page, condition: Callable[[], bool], what: str, timeout: float = 10_000) -> None:
+    """Poll a condition outside the page (say, the sidecar's stream count) while Playwright runs."""
+    waited = 0
+    while not condition():
+        if waited >= timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        page.wait_for_timeout(100)
+        waited += 100
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"the browser tier needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def site(browser: Browser, start_sidecar: StartSidecar, tmp_path: Path) -> Iterator[Site]:
+    version_file = tmp_path / "version.txt"
+    version_file.write_text("v1\n", encoding="utf-8")
+    sidecar = start_sidecar([*SIDECAR_ARGS, "--version-file", str(version_file)])
+    app = StandInApp(version_file)
+    app_server = app.serve()
+    nginx = NginxServer(tmp_path / "nginx", sidecar.port, app_server.server_address[1])
+    context = browser.new_context(viewport={"width": 900, "height": 600})
+    try:
+        yield Site(sidecar, app, nginx, context, start_sidecar)
+    finally:
+        context.close()
+        nginx.stop()
+        app_server.shutdown()
+        app_server.server_close()

@@ -1,0 +1,206 @@
+"""The toast and what the page does about a new version, as a user sees it in real Chromium."""
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import ARTIFACTS, VISIBILITY_SWITCH, AppPage, Site, wait_for_log, wait_for_version
+
+HOSTILE_CSS = "<style>* { all: unset !important; } div { display: none !important; }</style>"
+FORM = '<form><label>Comment <textarea name="comment"></textarea></label></form>'
+
+
+def reloads_onto(page: Page, version: str) -> None:
+    expect(page.locator("html")).to_have_attribute("data-app-version", version, timeout=10_000)
+    wait_for_version(page, version)
+
+
+def test_toast_appears_and_the_countdown_reloads_onto_the_new_version(site: Site) -> None:
+    page = site.open("/app", AppPage(script_attributes='data-countdown="3"'))
+    site.deploy("v2")
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text("A new version (v2) is available.")
+    expect(toast).to_contain_text("Reloading in")
+    expect(toast).to_have_attribute("aria-live", "polite")
+    expect(page.get_by_role("button", name="Reload")).to_be_visible()
+    expect(page.get_by_role("button", name="Later")).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "toast.png")
+
+    reloads_onto(page, "v2")
+    expect(page.get_by_role("status")).to_have_count(0)
+    assert site.page_loads["/app"] == 2
+    logs = site.console[page]
+    for line in (
+        f"[version-sidecar] Establishing connection to {site.origin}/events/version",
+        "[version-sidecar] Connection opened",
+        "[version-sidecar] Version update received: v1 (current: v1)",
+        "[version-sidecar] Version update received: v2 (current: v1)",
+        "[version-sidecar] New version v2 available; toast shown",
+        "[version-sidecar] Version update received: v2 (current: v2)",
+    ):
+        assert line in logs, f"missing console line {line!r} in:\n" + "\n".join(logs)
+
+
+def test_later_hides_the_toast_until_a_further_version(site: Site) -> None:
+    # Texts for another language and another corner, from the script tag's data-* attributes.
+    attributes = (
+        'data-countdown="1" data-position="top-left" data-text-message="Version {version} ist da."'
+        ' data-text-reload="Neu laden" data-text-later="Später" data-text-countdown="Neu laden in {seconds} s."'
+    )
+    page = site.open("/app", AppPage(script_attributes=attributes))
+    site.deploy("v2")
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text("Version v2 ist da.")
+    box = toast.bounding_box()
+    assert box is not None and box["x"] < 100 and box["y"] < 100, f"not in the top left corner: {box}"
+    page.get_by_role("button", name="Später").click()
+    expect(toast).to_have_count(0)
+
+    page.wait_for_timeout(2500)  # well past the 1 s countdown and two heartbeats of v2
+    expect(toast).to_have_count(0)
+    assert site.page_loads["/app"] == 1
+
+    site.deploy("v3")
+    expect(toast).to_contain_text("Version v3 ist da.")
+
+
+def test_hostile_page_css_cannot_hide_or_restyle_the_toast(site: Site) -> None:
+    page = site.open("/app", AppPage(script_attributes='data-countdown="0"', head=HOSTILE_CSS))
+    site.deploy("v2")
+    toast = page.get_by_role("status")
+    expect(toast).to_be_visible()
+    expect(toast).to_contain_text("A new version (v2) is available.")
+    box = toast.bounding_box()
+    assert box is not None and box["width"] > 150 and box["height"] > 50, f"squashed: {box}"
+    assert box["x"] + box["width"] <= 900 and box["y"] + box["height"] <= 600, f"off screen: {box}"
+    assert toast.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(31, 36, 48)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "toast-hostile-css.png")
+    page.get_by_role("button", name="Reload").click()
+    reloads_onto(page, "v2")
+
+
+def test_a_version_holding_markup_shows_as_text(site: Site) -> None:
+    page = site.open("/app", AppPage(script_attributes='data-countdown="0"'))
+    version = "<img src=x onerror=window.injected=1>"
+    site.deploy(version)
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text(f"A new version ({version}) is available.")
+    assert toast.locator("img").count() == 0
+    assert page.evaluate("window.injected") is None
+
+
+def test_an_edited_form_field_blocks_the_automatic_reload(site: Site) -> None:
+    page = site.open("/app", AppPage(script_attributes='data-countdown="1"', body=FORM))
+    page.get_by_label("Comment").fill("half-written thoughts")
+    site.deploy("v2")
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text("You have unsaved changes, so this page will not reload by itself.")
+    expect(toast).not_to_contain_text("Reloading in")
+    page.wait_for_timeout(2500)  # well past the countdown
+    assert site.page_loads["/app"] == 1
+    expect(page.get_by_label("Comment")).to_have_value("half-written thoughts")
+    page.get_by_role("button", name="Reload").click()  # the user may still choose to reload
+    reloads_onto(page, "v2")
+
+
+def test_editing_during_the_countdown_stops_it(site: Site) -> None:
+    page = site.open("/app", AppPage(script_attributes='data-countdown="3"', body=FORM))
+    site.deploy("v2")
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text("Reloading in")
+    page.get_by_label("Comment").fill("typing while it counts")
+    expect(toast).to_contain_text("You have unsaved changes")
+    page.wait_for_timeout(3500)
+    assert site.page_loads["/app"] == 1
+
+
+def test_a_reload_that_comes_back_stale_does_not_loop(site: Site) -> None:
+    # The app keeps answering with the old page (say, a cache in front of it).
+    page = site.open("/app", AppPage(script_attributes='data-countdown="1"', version="v1"))
+    site.deploy("v2")
+    wait_for_log(site, page, "[version-sidecar] Reloaded once for v2 but still at v1: no automatic reload")
+    assert site.page_loads["/app"] == 2
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text("A new version (v2) is available.")
+    expect(toast).not_to_contain_text("Reloading in")
+    page.wait_for_timeout(2500)
+    assert site.page_loads["/app"] == 2
+
+
+def test_a_hidden_tab_reloads_on_return_when_the_countdown_would_have(site: Site) -> None:
+    site.context.add_init_script(VISIBILITY_SWITCH)
+    page = site.open("/app", AppPage(script_attributes='data-countdown="1"'))
+    page.evaluate("window.__setHidden(true)")
+    site.deploy("v2")
+    wait_for_log(site, page, "New version v2 available; the toast waits until the tab is visible")
+    page.wait_for_timeout(2000)  # the countdown would have run out by now
+    assert site.page_loads["/app"] == 1
+    page.evaluate("window.__setHidden(false)")
+    reloads_onto(page, "v2")
+
+
+def test_a_hidden_tab_shows_the_toast_on_return_when_it_would_not_reload(site: Site) -> None:
+    site.context.add_init_script(VISIBILITY_SWITCH)
+    page = site.open("/app", AppPage(script_attributes='data-countdown="0"'))
+    page.evaluate("window.__setHidden(true)")
+    site.deploy("v2")
+    wait_for_log(site, page, "New version v2 available; the toast waits until the tab is visible")
+    expect(page.get_by_role("status")).to_have_count(0)
+    page.evaluate("window.__setHidden(false)")
+    expect(page.get_by_role("status")).to_contain_text("A new version (v2) is available.")
+    assert site.page_loads["/app"] == 1
+
+
+def test_the_app_can_cancel_the_update_event_and_show_its_own_ui(site: Site) -> None:
+    own_ui = """<script>
+      window.addEventListener("version-sidecar:update", (event) => {
+        event.preventDefault();
+        window.updateDetail = event.detail;
+        const note = document.createElement("p");
+        note.id = "own-note";
+        note.textContent = "Our own notice: " + event.detail.newVersion;
+        document.body.append(note);
+      });
+    </script>"""
+    page = site.open("/app", AppPage(script_attributes='data-countdown="1"', head=own_ui))
+    site.deploy("v2")
+    expect(page.locator("#own-note")).to_have_text("Our own notice: v2")
+    assert page.evaluate("window.updateDetail") == {"oldVersion": "v1", "newVersion": "v2"}
+    page.wait_for_timeout(2000)  # no toast and no countdown of ours
+    expect(page.get_by_role("status")).to_have_count(0)
+    assert site.page_loads["/app"] == 1
+    state = page.evaluate("(({ pageVersion, latestVersion, updateAvailable, role }) =>"
+                          " ({ pageVersion, latestVersion, updateAvailable, role }))(window.versionSidecar)")
+    assert state == {"pageVersion": "v1", "latestVersion": "v2", "updateAvailable": True, "role": "leader"}
+    page.evaluate("window.versionSidecar.reload()")
+    reloads_onto(page, "v2")
+
+
+def test_silent_mode_turns_the_next_link_click_into_a_full_page_load(site: Site) -> None:
+    # A single-page app: its router handles link clicks without loading pages.
+    router = """<script>
+      document.addEventListener("click", (event) => {
+        const link = event.target.closest("a");
+        if (!link) return;
+        event.preventDefault();
+        history.pushState(null, "", link.href);
+        document.getElementById("view").textContent = "view " + link.pathname;
+      });
+    </script>"""
+    body = '<nav><a href="/app">Home</a> <a href="/app/next">Next</a></nav><main id="view">view /app</main>'
+    spa = AppPage(script_attributes='data-mode="silent" data-countdown="1"', head=router, body=body)
+    site.pages["/app/next"] = spa
+    page = site.open("/app", spa)
+    page.get_by_role("link", name="Next").click()
+    expect(page.locator("#view")).to_have_text("view /app/next")
+    assert site.page_loads == {"/app": 1}
+
+    site.deploy("v2")
+    wait_for_version(page, "v2")
+    page.wait_for_timeout(1500)  # silent: no toast, no countdown
+    expect(page.get_by_role("status")).to_have_count(0)
+    assert site.page_loads == {"/app": 1}
+    page.get_by_role("link", name="Home").click()
+    reloads_onto(page, "v2")
+    assert site.page_loads == {"/app": 2}
+    expect(page.locator("#view")).to_have_text("view /app")
