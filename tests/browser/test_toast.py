@@ -169,8 +169,10 @@ def test_the_app_can_cancel_the_update_event_and_show_its_own_ui(site: Site) -> 
     page.wait_for_timeout(2000)  # no toast and no countdown of ours
     expect(page.get_by_role("status")).to_have_count(0)
     assert site.page_loads["/app"] == 1
-    state = page.evaluate("(({ pageVersion, latestVersion, updateAvailable, role }) =>"
-                          " ({ pageVersion, latestVersion, updateAvailable, role }))(window.versionSidecar)")
+    state = page.evaluate(
+        "(({ pageVersion, latestVersion, updateAvailable, role }) =>"
+        " ({ pageVersion, latestVersion, updateAvailable, role }))(window.versionSidecar)"
+    )
     assert state == {"pageVersion": "v1", "latestVersion": "v2", "updateAvailable": True, "role": "leader"}
     page.evaluate("window.versionSidecar.reload()")
     reloads_onto(page, "v2")
