@@ -79,6 +79,37 @@ def test_hostile_page_css_cannot_hide_or_restyle_the_toast(site: Site) -> None:
     reloads_onto(page, "v2")
 
 
+def test_a_strict_content_security_policy_still_gets_a_styled_toast(site: Site) -> None:
+    csp = """<meta http-equiv="Content-Security-Policy" content="default-src 'self'">"""
+    page = site.open("/app", AppPage(script_attributes='data-countdown="0"', head=csp))
+    site.deploy("v2")
+    toast = page.get_by_role("status")
+    expect(toast).to_be_visible()
+    assert toast.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(31, 36, 48)"
+    assert page.locator("version-sidecar-toast").evaluate("e => getComputedStyle(e).position") == "fixed"
+
+
+def test_the_toast_works_from_the_keyboard_and_keeps_still_for_reduced_motion(site: Site) -> None:
+    page = site.open("/app", AppPage(script_attributes='data-countdown="0"'))
+    page.emulate_media(reduced_motion="reduce")
+    site.deploy("v2")
+    toast = page.get_by_role("status")
+    expect(toast).to_be_visible()
+    assert toast.evaluate("e => getComputedStyle(e).animationName") == "none"
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Reload")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Later")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(toast).to_have_count(0)
+    site.deploy("v3")
+    expect(toast).to_contain_text("v3")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Escape")  # Escape says Later too
+    expect(toast).to_have_count(0)
+    assert site.page_loads["/app"] == 1
+
+
 def test_a_version_holding_markup_shows_as_text(site: Site) -> None:
     page = site.open("/app", AppPage(script_attributes='data-countdown="0"'))
     version = "<img src=x onerror=window.injected=1>"
