@@ -9,6 +9,7 @@ from .app import create_app
 from .config import DEMO_VERSION_FILE, SettingError, Settings, describe, fail, load_settings
 from .logs import configure_logging, get_logger
 from .sources import Source, SourceError
+from .sources.docker import DockerSource
 from .sources.env import EnvSource
 from .sources.file import FileSource
 from .version import InvalidVersion, check_version
@@ -20,6 +21,15 @@ def make_source(settings: Settings) -> Source:
     if settings.source == "file":
         assert settings.version_file is not None
         return FileSource(settings.version_file)
+    if settings.source == "docker":
+        assert settings.docker_target is not None
+        return DockerSource(
+            settings.docker_target,
+            project=settings.docker_project,
+            label=settings.docker_label,
+            host=settings.docker_host,
+            fallback=settings.fallback_version,
+        )
     return EnvSource(settings.version_env)
 
 

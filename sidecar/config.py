@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from .version import InvalidVersion, check_version
 
 
 class SettingError(ValueError):
@@ -23,6 +25,11 @@ class Settings:
     source: str = "env"
     version_env: str = "APP_VERSION"
     version_file: Path | None = None
+    docker_target: str | None = None
+    docker_project: str | None = None
+    docker_label: str | None = None
+    docker_host: str | None = None
+    fallback_version: str | None = None
     heartbeat: float = 30.0
     retry: int = 3000
     retry_jitter: int = 2000
@@ -103,6 +110,31 @@ def _flag(text: str) -> bool:
     raise ValueError("must be true or false")
 
 
+def _docker_name(text: str) -> str:
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", text):
+        raise ValueError("must be a container, service or project name (letters, digits, _ . -)")
+    return text
+
+
+def _label_key(text: str) -> str:
+    if not text or any(c.isspace() or c == "=" for c in text):
+        raise ValueError("must be a label key such as org.opencontainers.image.version")
+    return text
+
+
+def _docker_host(text: str) -> str:
+    if not text.startswith(("unix://", "tcp://", "http://", "https://")):
+        raise ValueError("must be a unix://, tcp://, http:// or https:// address")
+    return text
+
+
+def _version(text: str) -> str:
+    try:
+        return check_version(text)
+    except InvalidVersion as error:
+        raise ValueError(f"must be a valid version, but it {error}") from None
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # the Settings field
@@ -127,6 +159,11 @@ OPTIONS: list[Option] = [
     Option("source", _choice("env", "file", "docker"), "where the app's version comes from", "env|file|docker"),
     Option("version_env", _env_name, "variable holding the version (source env)", "NAME"),
     Option("version_file", Path, "file holding the version, watched live (source file)", "PATH"),
+    Option("docker_target", _docker_name, "container name or compose service to follow (source docker)", "NAME"),
+    Option("docker_project", _docker_name, "compose project the service must belong to (source docker)", "NAME"),
+    Option("docker_label", _label_key, "image label holding the version (unset: OCI version, else revision)", "KEY"),
+    Option("docker_host", _docker_host, "Docker Engine address (unset: DOCKER_HOST, else the local socket)", "URL"),
+    Option("fallback_version", _version, "version served until the docker target is first ready", "VERSION"),
     Option("heartbeat", _positive_float, "seconds between re-sends of the current version", "SECONDS"),
     Option("retry", _non_negative_int, "reconnect delay sent to browsers, in ms", "MS"),
     Option("retry_jitter", _non_negative_int, "random extra reconnect delay per client, up to this many ms", "MS"),
@@ -198,6 +235,8 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
 def _check_combination(settings: Settings) -> Settings:
     if settings.source == "file" and settings.version_file is None:
         raise SettingError("--version-file (SIDECAR_VERSION_FILE): required with --source file")
+    if settings.source == "docker" and settings.docker_target is None:
+        raise SettingError("--docker-target (SIDECAR_DOCKER_TARGET): required with --source docker")
     return settings
 
 

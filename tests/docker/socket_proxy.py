@@ -1,0 +1,58 @@
+"""A read-only Docker socket proxy, as a user would put between the sidecar and the engine: GET on
+the few endpoints the docker source reads passes through to the engine's unix socket; anything
+else is refused with 403 and printed as `refused METHOD PATH`.
+
+    python -m tests.docker.socket_proxy PORT /path/to/docker.sock
+"""
+
+import re
+import sys
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+# Optionally API-versioned: ping, version, events, list containers, inspect a container or an image.
+ALLOWED_PATH = re.compile(
+    r"(/v[0-9.]+)?/(_ping|version|events|containers/json|containers/[^/]+/json|images/[^/]+/json)"
+)
+ENGINE = web.AppKey("engine", aiohttp.ClientSession)
+SOCKET_PATH = web.AppKey("socket_path", str)
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+    if request.method != "GET" or not ALLOWED_PATH.fullmatch(request.path):
+        print(f"refused {request.method} {request.path}", flush=True)
+        return web.Response(status=403, text="refused by the read-only socket proxy\n")
+    upstream_url = URL(f"http://docker{request.raw_path}", encoded=True)
+    async with request.app[ENGINE].get(upstream_url, timeout=aiohttp.ClientTimeout()) as upstream:
+        response = web.StreamResponse(status=upstream.status)
+        response.content_type = upstream.content_type
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():  # the event stream: pass each event on at once
+            await response.write(chunk)
+        return response
+
+
+async def open_engine(app: web.Application) -> None:
+    app[ENGINE] = aiohttp.ClientSession(connector=aiohttp.UnixConnector(app[SOCKET_PATH]))
+
+
+async def close_engine(app: web.Application) -> None:
+    await app[ENGINE].close()
+
+
+def main() -> None:
+    port, socket_path = int(sys.argv[1]), sys.argv[2]
+    app = web.Application()
+    app[SOCKET_PATH] = socket_path
+    app.on_startup.append(open_engine)
+    app.on_cleanup.append(close_engine)
+    app.router.add_route("*", "/{path:.*}", forward)
+    web.run_app(
+        app, host="127.0.0.1", port=port, print=None, access_log=None, handler_cancellation=True, shutdown_timeout=1
+    )
+
+
+if __name__ == "__main__":
+    main()
