@@ -55,7 +55,7 @@ def test_later_hides_the_toast_until_a_further_version(site: Site) -> None:
     page.get_by_role("button", name="Später").click()
     expect(toast).to_have_count(0)
 
-    page.wait_for_timeout(2500)  # well past the 1 s countdown and two heartbeats of v2
+    page.wait_for_timeout(2000)  # well past the 1 s countdown and two heartbeats of v2
     expect(toast).to_have_count(0)
     assert site.page_loads["/app"] == 1
 
@@ -127,7 +127,7 @@ def test_an_edited_form_field_blocks_the_automatic_reload(site: Site) -> None:
     toast = page.get_by_role("status")
     expect(toast).to_contain_text("You have unsaved changes, so this page will not reload by itself.")
     expect(toast).not_to_contain_text("Reloading in")
-    page.wait_for_timeout(2500)  # well past the countdown
+    page.wait_for_timeout(2000)  # well past the countdown
     assert site.page_loads["/app"] == 1
     expect(page.get_by_label("Comment")).to_have_value("half-written thoughts")
     page.get_by_role("button", name="Reload").click()  # the user may still choose to reload
@@ -141,7 +141,7 @@ def test_editing_during_the_countdown_stops_it(site: Site) -> None:
     expect(toast).to_contain_text("Reloading in")
     page.get_by_label("Comment").fill("typing while it counts")
     expect(toast).to_contain_text("You have unsaved changes")
-    page.wait_for_timeout(3500)
+    page.wait_for_timeout(3000)
     assert site.page_loads["/app"] == 1
 
 
@@ -154,7 +154,7 @@ def test_a_reload_that_comes_back_stale_does_not_loop(site: Site) -> None:
     toast = page.get_by_role("status")
     expect(toast).to_contain_text("A new version (v2) is available.")
     expect(toast).not_to_contain_text("Reloading in")
-    page.wait_for_timeout(2500)
+    page.wait_for_timeout(2000)
     assert site.page_loads["/app"] == 2
 
 
@@ -197,7 +197,7 @@ def test_the_app_can_cancel_the_update_event_and_show_its_own_ui(site: Site) -> 
     site.deploy("v2")
     expect(page.locator("#own-note")).to_have_text("Our own notice: v2")
     assert page.evaluate("window.updateDetail") == {"oldVersion": "v1", "newVersion": "v2"}
-    page.wait_for_timeout(2000)  # no toast and no countdown of ours
+    page.wait_for_timeout(1500)  # no toast and no countdown of ours
     expect(page.get_by_role("status")).to_have_count(0)
     assert site.page_loads["/app"] == 1
     state = page.evaluate(
