@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Build the app image (examples/app) and the sidecar image, versioned from git and labelled
+# with the OCI image labels. deploy.sh runs it; run it alone to only build.
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: ./build.sh [--version VERSION] [--dry-run] [--print-versions]
+
+Builds two images:
+  app      APP_IMAGE:VERSION (default version-sidecar-example-app) from examples/app
+  sidecar  SIDECAR_IMAGE:SIDECAR_VERSION (default version-sidecar) from the Dockerfile
+
+VERSION is `git rev-parse --short HEAD`, with "-dirty" when tracked files have changes.
+SIDECAR_VERSION is the short SHA of the last commit that changed the sidecar's own files, so a
+deploy that changes only the app rebuilds the same sidecar image and leaves it running.
+
+Options:
+  --version VERSION   use VERSION for the app instead of the git SHA
+  -n, --dry-run       print the build commands without running them
+  --print-versions    print APP_VERSION=... and SIDECAR_VERSION=... and exit
+  -h, --help          show this help
+
+Environment:
+  DOCKER              docker client to use (default: docker)
+  APP_IMAGE, SIDECAR_IMAGE  image names (without tag)
+  BASE_IMAGE          base image for both builds (default: the Dockerfiles' python:3.12-slim)
+  BUILD_NETWORK       network for RUN steps (docker build --network)
+  PIP_NO_INDEX        1: install the sidecar offline from wheelhouse/ (see Dockerfile)
+USAGE
+}
+
+die() {
+    echo "build.sh: error: $*" >&2
+    exit 1
+}
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+DOCKER="${DOCKER:-docker}"
+APP_IMAGE="${APP_IMAGE:-version-sidecar-example-app}"
+SIDECAR_IMAGE="${SIDECAR_IMAGE:-version-sidecar}"
+# The files the sidecar image is built from (see .dockerignore).
+SIDECAR_PATHS=(Dockerfile .dockerignore pyproject.toml README.md sidecar client)
+
+version=""
+dry_run=false
+print_versions=false
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --version)
+            [[ $# -ge 2 && -n "$2" ]] || die "--version needs a value"
+            version="$2"
+            shift 2
+            ;;
+        --version=*)
+            version="${1#*=}"
+            shift
+            ;;
+        -n | --dry-run)
+            dry_run=true
+            shift
+            ;;
+        --print-versions)
+            print_versions=true
+            shift
+            ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+
+have_git() {
+    command -v git >/dev/null 2>&1 && git rev-parse --verify -q HEAD >/dev/null 2>&1
+}
+
+# dirty PATH...: "-dirty" when tracked files under PATH (all files: no PATH) have changes.
+dirty() {
+    if [[ -n "$(git status --porcelain --untracked-files=no -- "$@")" ]]; then
+        echo "-dirty"
+    fi
+}
+
+utc_now() {
+    date -u +%Y-%m-%dT%H:%M:%SZ
+}
+
+# commit_time REV: the commit's time in UTC, so a rebuild of the same commit is identical.
+commit_time() {
+    TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ "$1"
+}
+
+source_url="unknown"
+if have_git; then
+    source_url="$(git config --get remote.origin.url || echo unknown)"
+    if [[ -z "$version" ]]; then
+        version="$(git rev-parse --short HEAD)$(dirty)"
+    fi
+    app_revision="$(git rev-parse HEAD)"
+    sidecar_revision="$(git log -1 --format=%H -- "${SIDECAR_PATHS[@]}")"
+    [[ -n "$sidecar_revision" ]] || sidecar_revision="$app_revision"
+    sidecar_dirty="$(dirty "${SIDECAR_PATHS[@]}")"
+    sidecar_version="${SIDECAR_VERSION:-$(git rev-parse --short "$sidecar_revision")$sidecar_dirty}"
+    app_created="$(commit_time HEAD)"
+    sidecar_created="$(commit_time "$sidecar_revision")"
+    [[ -z "$(dirty)" ]] || app_created="$(utc_now)"
+    [[ -z "$sidecar_dirty" ]] || sidecar_created="$(utc_now)"
+else
+    command -v git >/dev/null 2>&1 || [[ -n "$version" ]] || die "git not found: install git or pass --version"
+    [[ -n "$version" ]] || die "$(pwd) is not a git checkout with a commit: commit first or pass --version"
+    app_revision="unknown"
+    sidecar_revision="unknown"
+    sidecar_version="${SIDECAR_VERSION:-$version}"
+    app_created="$(utc_now)"
+    sidecar_created="$app_created"
+fi
+
+# A version becomes an image tag and a label: keep to what a tag allows.
+for value in "$version" "$sidecar_version"; do
+    [[ "$value" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] ||
+        die "version '$value' is not usable as an image tag (letters, digits, _ . -, at most 128)"
+done
+
+if $print_versions; then
+    echo "APP_VERSION=$version"
+    echo "SIDECAR_VERSION=$sidecar_version"
+    exit 0
+fi
+
+run() {
+    echo "+ $*" >&2
+    $dry_run || "$@"
+}
+
+common=()
+[[ -z "${BASE_IMAGE:-}" ]] || common+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+[[ -z "${BUILD_NETWORK:-}" ]] || common+=(--network "$BUILD_NETWORK")
+[[ -z "${PIP_NO_INDEX:-}" ]] || common+=(--build-arg "PIP_NO_INDEX=$PIP_NO_INDEX")
+
+if ! $dry_run; then
+    command -v "$DOCKER" >/dev/null 2>&1 || die "docker not found ($DOCKER): install Docker or set DOCKER"
+fi
+
+echo "build.sh: app $APP_IMAGE:$version" >&2
+run "$DOCKER" build "${common[@]}" \
+    --build-arg "VERSION=$version" --build-arg "REVISION=$app_revision" \
+    --build-arg "CREATED=$app_created" --build-arg "SOURCE=$source_url" \
+    --tag "$APP_IMAGE:$version" examples/app ||
+    die "building the app image failed"
+
+echo "build.sh: sidecar $SIDECAR_IMAGE:$sidecar_version" >&2
+run "$DOCKER" build "${common[@]}" \
+    --build-arg "VERSION=$sidecar_version" --build-arg "REVISION=$sidecar_revision" \
+    --build-arg "CREATED=$sidecar_created" --build-arg "SOURCE=$source_url" \
+    --tag "$SIDECAR_IMAGE:$sidecar_version" . ||
+    die "building the sidecar image failed"
+
+echo "build.sh: built $APP_IMAGE:$version and $SIDECAR_IMAGE:$sidecar_version" >&2

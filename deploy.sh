@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Deploy the compose project: build the images (build.sh), `compose up -d`, wait until the new
+# app is healthy, and say what was done. Open tabs are then told by the sidecar.
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: ./deploy.sh [--version VERSION] [--dry-run] [--timeout SECONDS]
+
+Deploys docker-compose.yml (the app, the version sidecar, nginx in front):
+  1. takes the version from `git rev-parse --short HEAD` ("-dirty" when tracked files have
+     changes), or from --version;
+  2. builds the app and sidecar images with that version as build arg and label (build.sh);
+  3. runs `docker compose up -d` (the Compose v2 plugin where present, else docker-compose);
+  4. waits until the app's new containers are healthy and carry the new version.
+Exits non-zero on any failure: no git, no docker, a failed build, an unhealthy app.
+
+Options:
+  --version VERSION   deploy VERSION instead of the git SHA
+  -n, --dry-run       print what would run, change nothing
+  --timeout SECONDS   how long to wait for the app to become healthy (default 120)
+  -h, --help          show this help
+
+Environment: DOCKER (docker client), COMPOSE_PROJECT_NAME, HTTP_ADDRESS and HTTP_PORT (where
+nginx listens, default 127.0.0.1:8000), DOCKER_HOST, and the build settings of build.sh --help.
+USAGE
+}
+
+die() {
+    echo "deploy.sh: error: $*" >&2
+    exit 1
+}
+
+say() {
+    echo "deploy.sh: $*" >&2
+}
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+DOCKER="${DOCKER:-docker}"
+APP_SERVICE=app
+version_args=()
+dry_run=false
+timeout=120
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --version)
+            [[ $# -ge 2 && -n "$2" ]] || die "--version needs a value"
+            version_args=(--version "$2")
+            shift 2
+            ;;
+        --version=*)
+            version_args=(--version "${1#*=}")
+            shift
+            ;;
+        -n | --dry-run)
+            dry_run=true
+            shift
+            ;;
+        --timeout)
+            [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || die "--timeout needs a whole number of seconds"
+            timeout="$2"
+            shift 2
+            ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+
+command -v "$DOCKER" >/dev/null 2>&1 || die "docker not found ($DOCKER): install Docker or set DOCKER"
+if "$DOCKER" compose version >/dev/null 2>&1; then
+    compose=("$DOCKER" compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+    compose=(docker-compose)
+else
+    die "neither the Compose plugin ($DOCKER compose) nor docker-compose is installed"
+fi
+
+# The versions build.sh will use (it fails on no git / no commit without --version).
+versions="$(./build.sh "${version_args[@]}" --print-versions)" || exit 1
+APP_VERSION="$(sed -n 's/^APP_VERSION=//p' <<<"$versions")"
+SIDECAR_VERSION="$(sed -n 's/^SIDECAR_VERSION=//p' <<<"$versions")"
+export APP_VERSION SIDECAR_VERSION
+
+# The project name as Compose derives it, passed on explicitly so the sidecar follows this
+# project's app only.
+default_project="$(basename "$(pwd)" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-')"
+COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-$default_project}"
+SIDECAR_DOCKER_PROJECT="$COMPOSE_PROJECT_NAME"
+export COMPOSE_PROJECT_NAME SIDECAR_DOCKER_PROJECT
+
+# The engine's socket, mounted read-only into the sidecar, and its group for the sidecar's user.
+DOCKER_SOCKET=/var/run/docker.sock
+if [[ "${DOCKER_HOST:-}" == unix://* ]]; then
+    DOCKER_SOCKET="${DOCKER_HOST#unix://}"
+fi
+if [[ -S "$DOCKER_SOCKET" ]]; then
+    DOCKER_SOCKET_GID="${DOCKER_SOCKET_GID:-$(stat -c %g "$DOCKER_SOCKET")}"
+    export DOCKER_SOCKET_GID
+fi
+export DOCKER_SOCKET
+
+run() {
+    echo "+ $*" >&2
+    $dry_run || "$@"
+}
+
+say "deploying app $APP_VERSION (sidecar $SIDECAR_VERSION, project $COMPOSE_PROJECT_NAME)"
+build_flags=()
+$dry_run && build_flags=(--dry-run)
+./build.sh "${version_args[@]}" "${build_flags[@]}" || die "build failed"
+run "${compose[@]}" up -d --no-build || die "compose up failed"
+if $dry_run; then
+    say "dry run: nothing was changed"
+    exit 0
+fi
+
+# health_of CONTAINER: healthy, unhealthy or starting while it runs (healthy when it has no
+# healthcheck), else its state: created, restarting, exited...
+health_of() {
+    "$DOCKER" inspect --format \
+        '{{if ne .State.Status "running"}}{{.State.Status}}{{else if .State.Health}}{{.State.Health.Status}}{{else}}healthy{{end}}' "$1"
+}
+
+version_of() {
+    "$DOCKER" inspect --format '{{index .Config.Labels "org.opencontainers.image.version"}}' "$1"
+}
+
+say "waiting up to ${timeout}s for the app to be healthy"
+deadline=$((SECONDS + timeout))
+while true; do
+    mapfile -t containers < <("${compose[@]}" ps -q "$APP_SERVICE")
+    [[ ${#containers[@]} -gt 0 ]] || die "no container of the service $APP_SERVICE is running"
+    waiting=""
+    for container in "${containers[@]}"; do
+        health="$(health_of "$container")"
+        running_version="$(version_of "$container")"
+        case "$health" in
+            unhealthy | exited | dead | restarting)
+                "$DOCKER" inspect --format '{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}' "$container" >&2 || true
+                "${compose[@]}" logs --tail 20 "$APP_SERVICE" >&2 || true
+                die "the app container ${container:0:12} is $health (version $running_version)"
+                ;;
+        esac
+        if [[ "$health" != healthy || "$running_version" != "$APP_VERSION" ]]; then
+            waiting="${container:0:12} is $health with version $running_version"
+        fi
+    done
+    [[ -n "$waiting" ]] || break
+    ((SECONDS < deadline)) || die "the app is not healthy after ${timeout}s: $waiting"
+    sleep 1
+done
+
+say "deployed app $APP_VERSION: ${#containers[@]} healthy container(s) of ${APP_IMAGE:-version-sidecar-example-app}:$APP_VERSION"
+say "sidecar $SIDECAR_VERSION follows it; open tabs are told about $APP_VERSION"
+say "open http://${HTTP_ADDRESS:-127.0.0.1}:${HTTP_PORT:-8000}/"

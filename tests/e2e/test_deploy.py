@@ -1,0 +1,133 @@
+"""End to end, as a user deploys: deploy.sh twice on two commits of a project holding the
+example app, under a real Docker Engine, with a Chromium tab open through nginx in between."""
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import ARTIFACTS, wait_for_version
+from tests.e2e.conftest import DOCKER
+from tests.sidecar_process import REPO, free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.browser]
+
+# What a project using the sidecar holds: the example app, the sidecar, the deploy files.
+PROJECT_FILES = [
+    "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "sidecar", "client",
+    "nginx", "examples", "docker-compose.yml", "deploy.sh", "build.sh",
+]  # fmt: skip
+DEPLOY_TIMEOUT = 900  # seconds; the first run on a fresh engine builds every layer (vfs is slow)
+
+
+def git(project: Path, *args: str) -> str:
+    command = ["git", "-c", "user.name=e2e", "-c", "user.email=e2e@example.test", *args]
+    return subprocess.run(command, cwd=project, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_project(project: Path) -> None:
+    """A git repository holding the project files, committed once, with the wheels for an offline build."""
+    project.mkdir()
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, project / name)
+    (project / ".gitignore").write_text("wheelhouse/\n", encoding="utf-8")
+    git(project, "init", "-q")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "the app, with the version sidecar")
+    # No registry inside the engine: the sidecar's dependencies come from a wheelhouse made here.
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(project / "wheelhouse"), str(project), "hatchling"],
+        check=True,
+        capture_output=True,
+    )
+
+
+def deploy(project: Path, env: dict[str, str]) -> str:
+    """Run ./deploy.sh; returns its output (it must succeed)."""
+    done = subprocess.run(["./deploy.sh"], cwd=project, env=env, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"deploy.sh failed with {done.returncode}:\n{output[-6000:]}"
+    return output
+
+
+def compose(project: Path, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(["docker-compose", *args], cwd=project, env=env, capture_output=True, text=True)
+    return done.stdout + done.stderr
+
+
+@pytest.fixture
+def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The project and the environment deploy.sh runs in; the compose project is removed after."""
+    project = tmp_path / "shop"
+    make_project(project)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "SIDECAR_"))}
+    env.update(
+        DOCKER=DOCKER,
+        DOCKER_HOST=docker_host,
+        BASE_IMAGE=base_image,  # the Dockerfiles' slim Python stands in for this local Debian
+        NGINX_IMAGE=base_image,
+        BUILD_NETWORK="none",
+        PIP_NO_INDEX="1",
+        HTTP_ADDRESS="127.0.0.1",
+        HTTP_PORT=str(free_port()),
+        COMPOSE_PROJECT_NAME=f"vse2e{os.getpid()}",
+    )
+    try:
+        yield project, env
+    finally:
+        logs = compose(project, env, "logs", "--no-color", "--tail", "40")
+        (tmp_path / "compose.log").write_text(logs, encoding="utf-8")
+        compose(project, env, "down", "--remove-orphans", "--timeout", "5")
+
+
+def open_tab(browser: Browser, url: str) -> tuple[Page, list[str]]:
+    page = browser.new_context().new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.goto(url)
+    return page, console
+
+
+def test_second_deploy_shows_the_toast_in_an_open_tab_and_reload_lands_on_it(
+    project_env: tuple[Path, dict[str, str]], browser: Browser
+) -> None:
+    project, env = project_env
+    first = git(project, "rev-parse", "--short", "HEAD")
+    output = deploy(project, env)
+    assert f"deployed app {first}" in output
+    sidecar_before = compose(project, env, "ps", "-q", "sidecar").strip()
+
+    page, console = open_tab(browser, f"http://127.0.0.1:{env['HTTP_PORT']}/")
+    expect(page.locator("#version")).to_have_text(first)
+    wait_for_version(page, first, timeout=30_000)
+
+    index = project / "examples/app/index.html"
+    index.write_text(index.read_text(encoding="utf-8").replace("Example app</h1>", "Example app, now better</h1>"))
+    git(project, "commit", "-q", "-am", "a better app")
+    second = git(project, "rev-parse", "--short", "HEAD")
+    output = deploy(project, env)
+    assert f"deployed app {second}" in output
+
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text(f"A new version ({second}) is available.", timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "e2e-toast.png")
+    assert f"[version-sidecar] Version update received: {second} (current: {first})" in console
+    # The sidecar followed the app through the engine: the same container, still running.
+    assert compose(project, env, "ps", "-q", "sidecar").strip() == sidecar_before
+
+    page.get_by_role("button", name="Reload").click()
+    expect(page.locator("html")).to_have_attribute("data-app-version", second, timeout=15_000)
+    expect(page.locator("#version")).to_have_text(second)
+    expect(page.locator("h1")).to_have_text("Example app, now better")
+    wait_for_version(page, second, timeout=30_000)
+    expect(page.get_by_role("status")).to_have_count(0)
