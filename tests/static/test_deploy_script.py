@@ -1,0 +1,112 @@
+"""deploy.sh and build.sh without an engine: help, argument errors, missing tools, the version
+taken from git (with -dirty), and a dry run that prints what it would do."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.sidecar_process import REPO
+
+SCRIPTS = ["deploy.sh", "build.sh"]
+
+
+def run(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("APP_VERSION", "SIDECAR_VERSION")}
+    full_env.setdefault("DOCKER", "/usr/bin/docker")
+    full_env.update(env)
+    return subprocess.run(["./deploy.sh", *args], cwd=project, env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def git(project: Path, *args: str) -> str:
+    command = ["git", "-c", "user.name=t", "-c", "user.email=t@example.test", *args]
+    return subprocess.run(command, cwd=project, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The deploy scripts, the example app and a sidecar file in a fresh git repository."""
+    project = tmp_path / "shop"
+    (project / "examples").mkdir(parents=True)
+    for name in [*SCRIPTS, "docker-compose.yml", "Dockerfile"]:
+        shutil.copy2(REPO / name, project / name)
+    shutil.copytree(REPO / "examples/app", project / "examples/app")
+    git(project, "init", "-q")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "first")
+    return project
+
+
+def test_help_says_how_to_use_it(project: Path) -> None:
+    done = run(project, "--help")
+    assert done.returncode == 0
+    for words in ["Usage: ./deploy.sh", "--version VERSION", "--dry-run", "git rev-parse --short HEAD", "-dirty"]:
+        assert words in done.stdout
+
+
+def test_an_unknown_argument_is_refused(project: Path) -> None:
+    done = run(project, "--verison", "1")
+    assert done.returncode == 1
+    assert "deploy.sh: error: unknown argument: --verison" in done.stderr
+
+
+def test_no_docker_is_a_clear_error(project: Path) -> None:
+    done = run(project, "--dry-run", DOCKER="/nonexistent/docker")
+    assert done.returncode == 1
+    assert "deploy.sh: error: docker not found (/nonexistent/docker)" in done.stderr
+
+
+def test_outside_a_git_checkout_it_asks_for_a_version(project: Path) -> None:
+    shutil.rmtree(project / ".git")
+    done = run(project, "--dry-run")
+    assert done.returncode == 1
+    assert "is not a git checkout with a commit: commit first or pass --version" in done.stderr
+    assert run(project, "--dry-run", "--version", "v7").returncode == 0
+
+
+def test_without_git_installed_it_says_so(tmp_path: Path, project: Path) -> None:
+    tools = tmp_path / "bin"  # every command the scripts use, except git
+    tools.mkdir()
+    for name in ["bash", "dirname", "basename", "tr", "sed", "stat", "date", "docker-compose", "python3"]:
+        found = shutil.which(name)
+        assert found is not None, name
+        (tools / name).symlink_to(found)
+    done = run(project, "--dry-run", PATH=str(tools))
+    assert done.returncode == 1
+    assert "build.sh: error: git not found: install git or pass --version" in done.stderr
+
+
+def test_dry_run_builds_and_starts_the_git_version_and_changes_nothing(project: Path) -> None:
+    sha = git(project, "rev-parse", "--short", "HEAD")
+    done = run(project, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert f"--build-arg VERSION={sha} " in done.stderr
+    assert f"--tag version-sidecar-example-app:{sha} examples/app" in done.stderr
+    assert f"--build-arg REVISION={git(project, 'rev-parse', 'HEAD')} " in done.stderr
+    assert "up -d --no-build" in done.stderr
+    assert "deploy.sh: dry run: nothing was changed" in done.stderr
+
+
+def test_a_dirty_tree_is_marked_and_an_explicit_version_wins(project: Path) -> None:
+    sha = git(project, "rev-parse", "--short", "HEAD")
+    (project / "examples/app/index.html").write_text("changed\n", encoding="utf-8")
+    assert f"--tag version-sidecar-example-app:{sha}-dirty " in run(project, "--dry-run").stderr
+    assert "--tag version-sidecar-example-app:2.0.1 " in run(project, "--dry-run", "--version", "2.0.1").stderr
+    refused = run(project, "--dry-run", "--version", "bad version")
+    assert refused.returncode == 1
+    assert "is not usable as an image tag" in refused.stderr
+
+
+def test_an_app_only_commit_keeps_the_sidecar_version(project: Path) -> None:
+    def versions() -> list[str]:
+        done = subprocess.run(["./build.sh", "--print-versions"], cwd=project, capture_output=True, text=True)
+        return done.stdout.splitlines()
+
+    first_app, first_sidecar = versions()
+    (project / "examples/app/index.html").write_text("changed\n", encoding="utf-8")
+    git(project, "commit", "-q", "-am", "app only")
+    second_app, second_sidecar = versions()
+    assert first_app != second_app
+    assert first_sidecar == second_sidecar
