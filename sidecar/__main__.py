@@ -1,5 +1,7 @@
 """Command line entry point: `version-sidecar` and `python -m sidecar`."""
 
+import asyncio
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -13,6 +15,7 @@ from .sources.docker import DockerSource
 from .sources.env import EnvSource
 from .sources.file import FileSource
 from .version import InvalidVersion, check_version
+from .workers import reuseport_sockets, run_workers
 
 log = get_logger("sidecar")
 
@@ -20,7 +23,7 @@ log = get_logger("sidecar")
 def make_source(settings: Settings) -> Source:
     if settings.source == "file":
         assert settings.version_file is not None
-        return FileSource(settings.version_file)
+        return FileSource(settings.version_file, settings.poll_interval)
     if settings.source == "docker":
         assert settings.docker_target is not None
         return DockerSource(
@@ -60,11 +63,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             url=f"http://{settings.host}:{settings.port}/",
             change_version_with=f"echo v2 > {settings.version_file}",
         )
+    if settings.workers > 1:
+        try:
+            sockets = reuseport_sockets(settings.host, settings.port, settings.workers)
+        except OSError as error:
+            fail(f"--port {settings.port}: cannot listen on {settings.host}: {error.strerror or error}")
+        return run_workers(sockets, lambda sock: serve(settings, sock))
+    return serve(settings)
+
+
+def _event_loop() -> asyncio.AbstractEventLoop | None:
+    """uvloop when installed (the `fast` extra): quicker fan-out and lighter transports."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop()
+
+
+def serve(settings: Settings, sock: socket.socket | None = None) -> int:
     try:
         web.run_app(
             build_app(settings),
-            host=settings.host,
-            port=settings.port,
+            host=None if sock else settings.host,
+            port=None if sock else settings.port,
+            sock=sock,
+            loop=_event_loop(),
+            backlog=1024,  # a reconnect storm arrives at once; the kernel caps it at somaxconn
             handler_cancellation=True,
             shutdown_timeout=settings.shutdown_timeout,
             access_log=None,

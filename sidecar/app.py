@@ -44,6 +44,8 @@ async def stream_version(request: web.Request) -> web.StreamResponse:
         )
     response = VersionStream()
     writer = await response.prepare(request)
+    # aiohttp arms a keep-alive timer for each connection (75 s) that a stream never needs.
+    request.protocol.keep_alive(True)
     assert request.transport is not None
     client = await hub.join(writer, request.transport, request.remote or "unknown", response.last_event_id)
     try:

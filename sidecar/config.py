@@ -30,6 +30,7 @@ class Settings:
     docker_label: str | None = None
     docker_host: str | None = None
     fallback_version: str | None = None
+    poll_interval: float = 0.2
     heartbeat: float = 30.0
     retry: int = 3000
     retry_jitter: int = 2000
@@ -40,6 +41,7 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     demo: bool = False
+    workers: int = 1
 
     @property
     def stream_path(self) -> str:
@@ -164,6 +166,7 @@ OPTIONS: list[Option] = [
     Option("docker_label", _label_key, "image label holding the version (unset: OCI version, else revision)", "KEY"),
     Option("docker_host", _docker_host, "Docker Engine address (unset: DOCKER_HOST, else the local socket)", "URL"),
     Option("fallback_version", _version, "version served until the docker target is first ready", "VERSION"),
+    Option("poll_interval", _positive_float, "seconds between reads of the version file (source file)", "SECONDS"),
     Option("heartbeat", _positive_float, "seconds between re-sends of the current version", "SECONDS"),
     Option("retry", _non_negative_int, "reconnect delay sent to browsers, in ms", "MS"),
     Option("retry_jitter", _non_negative_int, "random extra reconnect delay per client, up to this many ms", "MS"),
@@ -174,6 +177,7 @@ OPTIONS: list[Option] = [
     Option("log_format", _choice("auto", "console", "json"), "auto: console on a terminal, else JSON", "FORMAT"),
     Option("log_level", _choice("debug", "info", "warning", "error"), "lowest level logged", "LEVEL"),
     Option("demo", _flag, "also serve a demo page at / (file source on demo-version.txt unless set)", is_switch=True),
+    Option("workers", _positive_int, "processes sharing the port (SO_REUSEPORT), each following the source", "N"),
 ]
 
 DEFAULTS = Settings()

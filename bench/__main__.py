@@ -1,0 +1,179 @@
+"""`python -m bench`: the sidecar and nginx+nchan under the same load, in one run, as tables.
+
+Every part is bounded in time (connects, events and reconnects each have a timeout) and the
+servers and client processes are stopped at the end of each part, whatever happened.
+"""
+
+import argparse
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .loadclient import raise_open_files_limit
+from .scenarios import FanoutResult, LeakResult, StormResult, run_fanout, run_leak, run_side_by_side, run_storm
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in text.split(",") if part]
+
+
+def _client_processes(clients: int) -> int:
+    return max(1, math.ceil(clients / 10000))
+
+
+def _ms(seconds: float) -> str:
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:.0f}"
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    if theirs == 0 or math.isnan(ours) or math.isnan(theirs):
+        return "-"
+    return f"{ours / theirs:.2f}"
+
+
+def fanout_table(pairs: Sequence[tuple[FanoutResult, FanoutResult | None]]) -> str:
+    head = (
+        "| clients | server | workers | client procs | connect s | conn/s | KB/conn | p50 ms | p99 ms | max ms "
+        "| CPU connect s | CPU fan-out s | client CPU fan-out s | errors | lost |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    rows = []
+    for ours, theirs in pairs:
+        for result in (ours, theirs):
+            if result is None:
+                continue
+            rows.append(
+                f"| {result.clients:,} | {result.server} | {result.workers} | {result.client_processes} "
+                f"| {result.connect_seconds:.2f} | {result.ready / max(result.connect_seconds, 1e-9):,.0f} "
+                f"| {result.bytes_per_client / 1024:.1f} | {_ms(result.latency(0.5))} | {_ms(result.latency(0.99))} "
+                f"| {_ms(result.latency_max)} | {result.cpu_connect:.2f} | {result.cpu_fanout:.2f} "
+                f"| {result.client_cpu_fanout:.2f} | {result.errors} | {result.lost} |"
+            )
+        if theirs is not None:
+            rows.append(
+                f"| {ours.clients:,} | **sidecar / nchan** | | "
+                f"| {_ratio(ours.connect_seconds, theirs.connect_seconds)} | "
+                f"| **{_ratio(ours.bytes_per_client, theirs.bytes_per_client)}** "
+                f"| {_ratio(ours.latency(0.5), theirs.latency(0.5))} "
+                f"| **{_ratio(ours.latency(0.99), theirs.latency(0.99))}** "
+                f"| {_ratio(ours.latency_max, theirs.latency_max)} | {_ratio(ours.cpu_connect, theirs.cpu_connect)} "
+                f"| {_ratio(ours.cpu_fanout, theirs.cpu_fanout)} | | | |"
+            )
+    return head + "\n".join(rows)
+
+
+def storm_table(results: Sequence[StormResult]) -> str:
+    head = "| clients | server | back | all back after s | first-to-last s | peak reconnects/s |\n"
+    head += "|---:|---|---:|---:|---:|---:|\n"
+    return head + "\n".join(
+        f"| {r.clients:,} | {r.server} | {r.back:,} | {r.seconds_to_all:.2f} | {r.seconds_spread:.2f} "
+        f"| {r.peak_per_second:,} |"
+        for r in results
+    )
+
+
+def leak_table(results: Sequence[LeakResult]) -> str:
+    head = "| server | cycles | RSS fresh MB | RSS after warm-up MB | RSS after cycles MB | growth | errors |\n"
+    head += "|---|---:|---:|---:|---:|---:|---:|\n"
+    return head + "\n".join(
+        f"| {r.server} | {r.cycles:,} | {r.rss_fresh / 2**20:.1f} | {r.rss_start / 2**20:.1f} "
+        f"| {r.rss_end / 2**20:.1f} | {r.growth * 100:+.1f}% | {r.errors} |"
+        for r in results
+    )
+
+
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), "unknown CPU",
+    )  # fmt: skip
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    load = os.getloadavg()
+    return (
+        f"{platform.node()}: {os.cpu_count()} CPUs ({cpu}), {memory_kb / 2**20:.1f} GiB RAM, "
+        f"Linux {platform.release()}, Python {platform.python_version()}, {nginx}, "
+        f"load average before the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--sizes", type=_sizes, default=[1000, 10000, 19000], help="clients per fan-out run")
+    parser.add_argument("--workers-clients", type=int, default=38000, help="clients for the 2-worker run (0: skip)")
+    parser.add_argument("--storm-clients", type=int, default=10000, help="clients for the reconnect storm (0: skip)")
+    parser.add_argument("--leak-cycles", type=int, default=50000, help="connect/disconnect cycles (0: skip)")
+    parser.add_argument(
+        "--client-check",
+        type=int,
+        default=10000,
+        help="clients for the 1-vs-2 load-client-processes check on the sidecar (0: skip)",
+    )
+    parser.add_argument("--changes", type=int, default=5, help="version changes timed per fan-out run")
+    parser.add_argument("--only", choices=["sidecar", "nchan"], help="run one server only")
+    args = parser.parse_args(argv)
+    raise_open_files_limit()
+    # Stopped from outside (e.g. `timeout`): unwind, so every server and client process is stopped.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+    kinds = [args.only] if args.only else ["sidecar", "nchan"]
+    print(f"# python -m bench {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"machine: {machine()}")
+    print(f"started: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}\n", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        work = Path(scratch)
+        if args.sizes:
+            pairs: list[tuple[FanoutResult, FanoutResult | None]] = []
+            for size in args.sizes:
+                processes = _client_processes(size)
+                results = run_side_by_side(
+                    kinds, size, work / f"fanout-{size}", client_processes=processes, changes=args.changes
+                )
+                pairs.append((results[kinds[0]], results.get("nchan") if len(kinds) > 1 else None))
+            print("## Fan-out: one server process\n")
+            print(fanout_table(pairs) + "\n", flush=True)
+        if args.client_check:
+            checks = [
+                run_fanout("sidecar", args.client_check, work / f"check-{n}", client_processes=n, changes=args.changes)
+                for n in (1, 2)
+            ]
+            print("## Load client check: the same sidecar run from 1 and from 2 client processes\n")
+            print(fanout_table([(check, None) for check in checks]) + "\n", flush=True)
+        if args.workers_clients:
+            worker_pairs: list[tuple[FanoutResult, FanoutResult | None]] = []
+            processes = _client_processes(args.workers_clients)
+            worker_run = run_fanout(
+                "sidecar",
+                args.workers_clients,
+                work / "workers",
+                workers=2,
+                client_processes=processes,
+                changes=args.changes,
+            )
+            worker_pairs.append((worker_run, None))
+            print("## Two sidecar workers (--workers 2) on one port\n")
+            print(fanout_table(worker_pairs) + "\n", flush=True)
+        if args.storm_clients:
+            storms = [
+                run_storm(kind, args.storm_clients, work / f"{kind}-storm",
+                          client_processes=_client_processes(args.storm_clients))
+                for kind in kinds
+            ]  # fmt: skip
+            print("## Reconnect storm: server restarted under load\n")
+            print(storm_table(storms) + "\n", flush=True)
+        if args.leak_cycles:
+            leaks = [run_leak(kind, args.leak_cycles, work / f"{kind}-leak") for kind in kinds]
+            print("## Leak check: connect/disconnect cycles\n")
+            print(leak_table(leaks) + "\n", flush=True)
+    print(f"finished: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""The load client: many SSE connections per process, several processes, one controller.
+
+Each client is a bare asyncio Protocol (no HTTP library on the hot path) that sends one GET,
+de-chunks the body, splits it into SSE events and remembers when it first saw each `data:`
+payload (time.monotonic(), which is one clock for every process on a Linux host). A process
+is driven over a multiprocessing pipe by `Fleet`, which spreads N clients over P processes and
+several 127.0.0.x source addresses (one process may hold at most 20,000 open files here).
+"""
+
+import asyncio
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import resource
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+# A browser's EventSource reconnect delay when the server sends no `retry:` (Chromium: 3 s).
+DEFAULT_RETRY_MS = 3000
+# Connections a process opens at once: enough to keep a server's accept loop busy, few enough
+# that the listen backlog is not what is measured.
+CONNECTS_IN_FLIGHT = 64
+
+
+class StreamClient(asyncio.Protocol):
+    """One EventSource-like client: GET, then record the first receipt time of each payload."""
+
+    __slots__ = (
+        "_body",
+        "_chunk_left",
+        "_chunked",
+        "_head",
+        "_pending",
+        "fleet",
+        "index",
+        "retry_ms",
+        "seen",
+        "status",
+        "transport",
+    )
+
+    def __init__(self, fleet: "ProcessFleet", index: int) -> None:
+        self.fleet = fleet
+        self.index = index
+        self.transport: asyncio.Transport | None = None
+        self.status = 0
+        self.seen: dict[bytes, float] = {}
+        self.retry_ms: int | None = None  # the reconnect delay this stream was given
+        self._head = b""  # response head bytes until the blank line
+        self._chunked = False
+        self._pending = b""  # bytes still in chunked framing
+        self._chunk_left = 0  # data bytes left in the current chunk
+        self._body = b""  # de-chunked bytes not yet split into events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(self.fleet.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        if not self.status:
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, data = self._head[:end], self._head[end + 4 :]
+            self._head = b""
+            try:
+                self.status = int(head.split(b" ", 2)[1])
+            except (IndexError, ValueError):
+                self.status = -1
+            if self.status != 200:
+                self.fleet.refused += 1
+                assert self.transport is not None
+                self.transport.close()
+                return
+            self._chunked = b"transfer-encoding: chunked" in head.lower()
+            self.fleet.opened(self)
+        if self._chunked:
+            self._pending += data
+            self._dechunk()
+        else:
+            self._body += data
+        if b"\n\n" not in self._body:
+            return
+        *events, self._body = self._body.split(b"\n\n")
+        for event in events:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    payload = line[5:].lstrip(b" ")
+                    if payload not in self.seen:
+                        self.seen[payload] = now
+                        self.fleet.received(self, payload)
+                elif line.startswith(b"retry:"):
+                    self.retry_ms = int(line[6:])
+
+    def _dechunk(self) -> None:
+        """Move the data of complete (or partial) chunks from _pending to _body."""
+        pending = self._pending
+        while pending:
+            if self._chunk_left:
+                take = pending[: self._chunk_left]
+                self._chunk_left -= len(take)
+                self._body += take
+                pending = pending[len(take) :]
+                continue
+            if pending.startswith(b"\r\n"):  # the CRLF that ends a chunk's data
+                pending = pending[2:]
+                continue
+            line_end = pending.find(b"\r\n")
+            if line_end < 0:
+                break
+            self._chunk_left = int(pending[:line_end].split(b";")[0], 16)
+            pending = pending[line_end + 2 :]
+        self._pending = pending
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fleet.lost(self)
+
+
+@dataclass
+class ProcessFleet:
+    """The clients of one process and their counters."""
+
+    host: str
+    port: int
+    path: str
+    sources: Sequence[str]
+    request: bytes = b""
+    clients: list[StreamClient | None] = field(default_factory=list)
+    live: set[StreamClient] = field(default_factory=set)
+    refused: int = 0
+    errors: int = 0
+    dropped: int = 0  # open streams the server closed
+    reconnect: bool = False  # after a drop, reconnect like a browser after the stream's retry delay
+    reconnected_at: list[float] = field(default_factory=list)
+    waiting_for: bytes | None = None
+    waiters: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    first_events: int = 0
+    target: int = 0
+
+    def __post_init__(self) -> None:
+        self.request = (
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+        ).encode()
+
+    def opened(self, client: StreamClient) -> None:
+        self.live.add(client)
+
+    def received(self, client: StreamClient, payload: bytes) -> None:
+        if len(client.seen) == 1:  # the first event on this stream
+            self.first_events += 1
+            if self.reconnect:  # a stream reopened after the server dropped it
+                self.reconnected_at.append(time.monotonic())
+            if self.first_events >= self.target > 0:
+                self.done.set()
+        if payload == self.waiting_for:
+            self.waiters -= 1
+            if self.waiters <= 0:
+                self.done.set()
+
+    def lost(self, client: StreamClient) -> None:
+        if client in self.live:
+            self.live.discard(client)
+            self.dropped += 1
+            if self.reconnect:
+                delay = (client.retry_ms if client.retry_ms is not None else DEFAULT_RETRY_MS) / 1000
+                asyncio.get_running_loop().call_later(delay, self._reopen, client)
+        if self.waiting_for is not None and self.waiting_for not in client.seen:
+            self.waiters -= 1
+            if self.waiters <= 0:
+                self.done.set()
+
+    def _reopen(self, old: StreamClient) -> None:
+        task = asyncio.ensure_future(self._open_retrying(old.index, old.retry_ms))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def _open_retrying(self, index: int, retry_ms: int | None) -> None:
+        while True:
+            client = await self._open_one(index)
+            if client is not None:
+                self.clients[index] = client
+                return
+            # Refused (server still down): wait as a browser would, then try again.
+            await asyncio.sleep((retry_ms if retry_ms is not None else DEFAULT_RETRY_MS) / 1000)
+
+    async def _open_one(self, index: int) -> StreamClient | None:
+        loop = asyncio.get_running_loop()
+        source = self.sources[index % len(self.sources)]
+        try:
+            _, client = await loop.create_connection(
+                lambda: StreamClient(self, index), self.host, self.port, local_addr=(source, 0)
+            )
+        except OSError:
+            self.errors += 1
+            return None
+        return client
+
+    async def connect(self, count: int, timeout: float) -> dict[str, Any]:
+        """Open `count` streams; returns when each has its first event (or on timeout)."""
+        self.target, self.first_events, self.errors, self.refused = count, 0, 0, 0
+        self.done.clear()
+        started = time.monotonic()
+        slots = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
+        self.clients = [None] * count
+
+        async def open_slot(index: int) -> None:
+            async with slots:
+                self.clients[index] = await self._open_one(index)
+
+        opening = asyncio.gather(*(open_slot(i) for i in range(count)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), timeout)
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        return {
+            "started": started,
+            "finished": time.monotonic(),
+            "ready": self.first_events,
+            "errors": self.errors,
+            "refused": self.refused,
+        }
+
+    async def await_payload(self, payload: bytes, timeout: float) -> dict[str, Any]:
+        """Wait until every open stream has seen `payload`; returns the receipt times."""
+        self.waiting_for = payload
+        self.waiters = sum(1 for c in self.live if payload not in c.seen)
+        self.done.clear()
+        if self.waiters > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.done.wait(), timeout)
+        self.waiting_for = None
+        receipts = [c.seen[payload] for c in self.clients if c is not None and payload in c.seen]
+        return {"receipts": receipts, "missing": len(self.clients) - len(receipts), "dropped": self.dropped}
+
+    async def await_reconnected(self, count: int, timeout: float) -> dict[str, Any]:
+        """Reconnect mode: wait until `count` dropped streams are back with their first event."""
+        self.target, self.first_events = count, len(self.reconnected_at)
+        self.done.clear()
+        if self.first_events < count:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.done.wait(), timeout)
+        return {"reconnected_at": list(self.reconnected_at), "errors": self.errors}
+
+    def close_all(self) -> None:
+        self.reconnect = False
+        for client in self.clients:
+            if client is not None and client.transport is not None:
+                client.transport.abort()
+        self.live.clear()
+
+
+_background: set["asyncio.Future[None]"] = set()
+
+
+def raise_open_files_limit() -> int:
+    """Lift this process's soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def _process_main(
+    conn: multiprocessing.connection.Connection, host: str, port: int, path: str, sources: Sequence[str]
+) -> None:
+    raise_open_files_limit()
+    try:
+        import uvloop  # the client must not be the bottleneck; the stdlib loop works too
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_serve_commands(conn, ProcessFleet(host, port, path, sources)))
+
+
+async def _serve_commands(conn: multiprocessing.connection.Connection, fleet: ProcessFleet) -> None:
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+    loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
+    cpu_start = time.process_time()
+    while True:
+        name, args = await commands.get()
+        reply: dict[str, Any]
+        if name == "connect":
+            reply = await fleet.connect(args["count"], args["timeout"])
+        elif name == "await":
+            reply = await fleet.await_payload(args["payload"], args["timeout"])
+        elif name == "reconnect_mode":
+            fleet.reconnect, fleet.reconnected_at, fleet.target = True, [], 0
+            reply = {}
+        elif name == "await_reconnected":
+            reply = await fleet.await_reconnected(args["count"], args["timeout"])
+        elif name == "close":
+            fleet.close_all()
+            await asyncio.sleep(0.2)
+            reply = {}
+        elif name == "cpu":
+            reply = {"cpu": time.process_time() - cpu_start}
+        elif name == "exit":
+            fleet.close_all()
+            conn.send({})
+            return
+        else:
+            reply = {"error": f"unknown command {name}"}
+        conn.send(reply)
+
+
+class Fleet:
+    """N clients spread over `processes` processes and the given source addresses."""
+
+    def __init__(self, host: str, port: int, path: str, processes: int, sources: Sequence[str]) -> None:
+        self.processes = processes
+        context = multiprocessing.get_context("fork")
+        self.pipes: list[multiprocessing.connection.Connection] = []
+        self.children: list[multiprocessing.process.BaseProcess] = []
+        for index in range(processes):
+            mine = [s for i, s in enumerate(sources) if i % processes == index] or list(sources)
+            parent_end, child_end = context.Pipe()
+            child = context.Process(target=_process_main, args=(child_end, host, port, path, mine), daemon=True)
+            child.start()
+            child_end.close()
+            self.pipes.append(parent_end)
+            self.children.append(child)
+
+    def _all(self, name: str, per_process: Sequence[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+        for pipe, args in zip(self.pipes, per_process, strict=True):
+            pipe.send((name, args))
+        replies = []
+        deadline = time.monotonic() + timeout + 30
+        for pipe in self.pipes:
+            if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"load client did not answer {name!r}")
+            replies.append(pipe.recv())
+        return replies
+
+    def split(self, count: int) -> list[int]:
+        return [count // self.processes + (1 if i < count % self.processes else 0) for i in range(self.processes)]
+
+    def connect(self, count: int, timeout: float) -> dict[str, Any]:
+        replies = self._all("connect", [{"count": n, "timeout": timeout} for n in self.split(count)], timeout)
+        return {
+            "seconds": max(r["finished"] for r in replies) - min(r["started"] for r in replies),
+            "ready": sum(r["ready"] for r in replies),
+            "errors": sum(r["errors"] + r["refused"] for r in replies),
+        }
+
+    def send_wait(self, payload: bytes, timeout: float) -> None:
+        """Tell every process to wait for `payload`; collect with `collect_wait`."""
+        for pipe in self.pipes:
+            pipe.send(("await", {"payload": payload, "timeout": timeout}))
+
+    def collect_wait(self, timeout: float) -> dict[str, Any]:
+        receipts: list[float] = []
+        missing = dropped = 0
+        for pipe in self.pipes:
+            if not pipe.poll(timeout + 30):
+                raise TimeoutError("load client did not answer 'await'")
+            reply = pipe.recv()
+            receipts += reply["receipts"]
+            missing += reply["missing"]
+            dropped += reply["dropped"]
+        return {"receipts": receipts, "missing": missing, "dropped": dropped}
+
+    def reconnect_mode(self) -> None:
+        self._all("reconnect_mode", [{}] * self.processes, 5)
+
+    def await_reconnected(self, count: int, timeout: float) -> list[float]:
+        args = [{"count": n, "timeout": timeout} for n in self.split(count)]
+        times: list[float] = []
+        for reply in self._all("await_reconnected", args, timeout):
+            times += reply["reconnected_at"]
+        return sorted(times)
+
+    def cpu_seconds(self) -> float:
+        return float(sum(r["cpu"] for r in self._all("cpu", [{}] * self.processes, 5)))
+
+    def close_all(self) -> None:
+        self._all("close", [{}] * self.processes, 10)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, TimeoutError, EOFError):
+            self._all("exit", [{}] * self.processes, 5)
+        for child in self.children:
+            child.join(5)
+            if child.is_alive():
+                child.kill()
+                child.join()
+
+
+def source_addresses(count: int) -> list[str]:
+    """127.0.0.2 ... : loopback addresses to connect from (each gives ~28,000 ephemeral ports)."""
+    return [f"127.0.0.{2 + i}" for i in range(count)]

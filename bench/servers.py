@@ -1,0 +1,240 @@
+"""The two servers under test, started the same way: the sidecar and nginx with nchan.
+
+Each runs on 127.0.0.1 and a free port, in its own scratch directory, and offers the same three
+things to the benchmark: wait until ready, announce a new version (the "change"), and the RSS
+and CPU time of its whole process tree (nginx master + workers, sidecar supervisor + workers).
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+NGINX = Path("/usr/sbin/nginx")
+STREAM_PATH = "/events/version"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def version_payload(version: str) -> bytes:
+    """The `data:` line both servers carry, byte for byte the sidecar's own JSON."""
+    return json.dumps({"version": version}, ensure_ascii=False).encode()
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    todo += [int(child) for child in children.read().split()]
+        except OSError:
+            continue
+    return tree
+
+
+def tree_rss_bytes(pid: int) -> int:
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/statm") as statm:
+                total += int(statm.read().split()[1]) * PAGE_SIZE
+        except OSError:
+            continue
+    return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the tree's live processes."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            continue
+    return total / CLOCK_TICKS
+
+
+class Server:
+    name = "server"
+
+    def __init__(self, workdir: Path, workers: int = 1) -> None:
+        self.workdir = workdir
+        self.workers = workers
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / f"{self.name}.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, first_version: str) -> None:
+        raise NotImplementedError
+
+    def change(self, version: str) -> None:
+        """Announce `version`; the benchmark's clock for this change starts right before the call."""
+        raise NotImplementedError
+
+    def rss(self) -> int:
+        return tree_rss_bytes(self.pid)
+
+    def cpu(self) -> float:
+        return tree_cpu_seconds(self.pid)
+
+    def _spawn(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+
+    def _wait_port(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {self.log_path.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} not listening after {timeout} s") from None
+                time.sleep(0.05)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+class Sidecar(Server):
+    name = "sidecar"
+
+    def __init__(self, workdir: Path, workers: int = 1, poll_interval: float = 0.01) -> None:
+        super().__init__(workdir, workers)
+        self.version_file = workdir / "version.txt"
+        self.poll_interval = poll_interval
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "sidecar",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--source", "file", "--version-file", str(self.version_file),
+            "--poll-interval", str(self.poll_interval),
+            "--log-level", "warning", "--log-format", "json",
+            "--max-clients", "20000", "--workers", str(self.workers),
+        ]  # fmt: skip
+
+    def start(self, first_version: str) -> None:
+        self._write_version(first_version)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
+        self._spawn(self.command(), env)
+        self._wait_port()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # every worker answers once its hub knows the version
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as reply:
+                    if json.load(reply)["version"] == first_version:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("sidecar not healthy")
+
+    def change(self, version: str) -> None:
+        self._write_version(version)
+
+    def _write_version(self, version: str) -> None:
+        staging = self.version_file.with_suffix(".new")
+        staging.write_text(version + "\n", encoding="utf-8")
+        staging.replace(self.version_file)  # atomic: the poller never reads half a version
+
+
+NGINX_CONF = """\
+load_module {module};
+daemon off;
+master_process on;
+worker_processes {workers};
+worker_rlimit_nofile 20000;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{
+    # More than the files one process may open: nchan also counts internal connections.
+    worker_connections 65535;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {here}/nchan.conf;
+    server {{
+        listen 127.0.0.1:{port} backlog=1024{reuseport};
+        include {here}/nchan-locations.conf;
+    }}
+}}
+"""
+
+
+class Nchan(Server):
+    """nginx (Debian's) with the nchan module: one channel, an EventSource subscriber, a publisher."""
+
+    name = "nchan"
+
+    def start(self, first_version: str) -> None:
+        for missing in (p for p in (NGINX, NCHAN_MODULE) if not p.exists()):
+            raise RuntimeError(f"{missing} not found: install nginx and libnginx-mod-nchan")
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(
+            NGINX_CONF.format(
+                module=NCHAN_MODULE,
+                workers=self.workers,
+                prefix=self.workdir,
+                port=self.port,
+                here=Path(__file__).resolve().parent,
+                reuseport=" reuseport" if self.workers > 1 else "",
+            )
+        )
+        self._spawn([str(NGINX), "-p", str(self.workdir), "-c", str(conf), "-e", str(self.workdir / "error.log")])
+        self._wait_port()
+        self.change(first_version)
+
+    def change(self, version: str) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("POST", "/pub", body=version_payload(version))
+            reply = connection.getresponse()
+            reply.read()
+            if reply.status not in (200, 201, 202):
+                raise RuntimeError(f"nchan publish answered {reply.status}")
+        finally:
+            connection.close()

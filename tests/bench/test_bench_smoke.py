@@ -1,0 +1,45 @@
+"""A small run of the benchmark against both real servers: the tooling works and every client
+gets every event. No timing is asserted (this machine is shared and noisy)."""
+
+from pathlib import Path
+
+import pytest
+
+from bench.scenarios import run_fanout, run_leak, run_storm
+from bench.servers import NCHAN_MODULE, NGINX
+
+CLIENTS = 200
+CHANGES = 2
+
+
+def _require_nchan() -> None:
+    for needed in (NGINX, NCHAN_MODULE):
+        assert needed.exists(), f"{needed} is missing: install Debian's nginx and libnginx-mod-nchan"
+
+
+@pytest.mark.nginx
+@pytest.mark.parametrize("server", ["sidecar", "nchan"])
+def test_every_client_gets_every_change(server: str, tmp_path: Path) -> None:
+    if server == "nchan":
+        _require_nchan()
+    result = run_fanout(server, CLIENTS, tmp_path, client_processes=2, changes=CHANGES)
+    assert (result.ready, result.errors, result.lost) == (CLIENTS, 0, 0)
+    assert len(result.latencies) == CLIENTS * CHANGES
+    assert result.rss_connected > 0
+
+
+def test_two_sidecar_workers_each_serve_every_change(tmp_path: Path) -> None:
+    result = run_fanout("sidecar", CLIENTS, tmp_path, workers=2, client_processes=2, changes=CHANGES)
+    assert (result.ready, result.errors, result.lost) == (CLIENTS, 0, 0)
+    assert len(result.latencies) == CLIENTS * CHANGES
+
+
+def test_clients_come_back_after_a_sidecar_restart(tmp_path: Path) -> None:
+    result = run_storm("sidecar", 100, tmp_path)
+    assert result.back == 100
+
+
+def test_leak_check_runs_its_cycles(tmp_path: Path) -> None:
+    result = run_leak("sidecar", 400, tmp_path, batch=200, warmup=200)
+    assert result.errors == 0
+    assert result.rss_end > 0
