@@ -5,12 +5,20 @@ else is refused with 403 and printed as `refused METHOD PATH`.
     python -m tests.docker.socket_proxy PORT /path/to/docker.sock
 """
 
+import contextlib
 import re
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
+
+from tests.sidecar_process import REPO, free_port
 
 # Optionally API-versioned: ping, version, events, list containers, inspect a container or an image.
 ALLOWED_PATH = re.compile(
@@ -52,6 +60,35 @@ def main() -> None:
     web.run_app(
         app, host="127.0.0.1", port=port, print=None, access_log=None, handler_cancellation=True, shutdown_timeout=1
     )
+
+
+@contextlib.contextmanager
+def running_socket_proxy(engine_socket: str, log_path: Path) -> Iterator[str]:
+    """Run the proxy in front of `engine_socket` while the block runs; yields its http:// URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        proxy = subprocess.Popen(
+            [sys.executable, "-m", "tests.docker.socket_proxy", str(port), engine_socket],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_ping", timeout=2) as reply:
+                    if reply.read() == b"OK":
+                        break
+            except OSError:
+                if time.monotonic() > deadline or proxy.poll() is not None:
+                    raise AssertionError(f"the socket proxy did not start:\n{log_path.read_text()}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
 
 
 if __name__ == "__main__":

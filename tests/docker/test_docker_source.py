@@ -1,21 +1,22 @@
 """The docker source against a real Docker Engine: the sidecar runs as a real process, browsers
 are stood in for by SSE clients on /events/version, and app deploys are made with the docker client."""
 
-import subprocess
-import sys
+import itertools
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from tests.conftest import StartSidecar
 from tests.docker.engine import Engine, PrivateEngine
+from tests.docker.socket_proxy import running_socket_proxy
 from tests.docker.version_listener import VersionListener
-from tests.sidecar_process import REPO, SidecarProcess, free_port
+from tests.sidecar_process import SidecarProcess
 
 pytestmark = pytest.mark.docker
 
@@ -60,54 +61,78 @@ def waits_for(sidecar: SidecarProcess, text: str) -> Callable[[], list[dict[str,
     return lambda: logged(sidecar, "keeping the last version", waiting_for=text)
 
 
-def test_initial_version_then_a_new_image_reaches_connected_clients(
-    engine: Engine, name: Name, start_sidecar: StartSidecar, listen: Listen
-) -> None:
-    app = name("app")
-    engine.run_app(app, engine.build_app_image(f"{app}:1", "1.0.0"))
-    new_image = engine.build_app_image(f"{app}:2", "2.0.0")
+@dataclass
+class FollowedApp:
+    """An app container at version 1.0.0, a sidecar following it, and a browser that has seen 1.0.0."""
 
-    sidecar = start_following(start_sidecar, engine, app)
-    health = sidecar.health()
-    assert (health["status"], health["version"], health["source"]) == ("ok", "1.0.0", "docker")
-    browsers = [listen(sidecar.url) for _ in range(2)]
-    for browser in browsers:
+    engine: Engine
+    name: str
+    sidecar: SidecarProcess
+    browser: VersionListener
+    _tags: "itertools.count[int]" = field(default_factory=lambda: itertools.count(2))
+
+    def image(self, version: str) -> str:
+        """A new app image labelled `version`."""
+        return self.engine.build_app_image(f"{self.name}:{next(self._tags)}", version)
+
+    def deploy(self, image: str, **run_options: Any) -> None:
+        """Replace the app container with one of `image`, as a deploy does."""
+        self.engine.remove(self.name)
+        self.engine.run_app(self.name, image, **run_options)
+
+
+FollowApp = Callable[..., FollowedApp]
+
+
+@pytest.fixture
+def follow_app(name: Name, start_sidecar: StartSidecar, listen: Listen) -> FollowApp:
+    """follow_app(engine, env=..., restart=...) -> a FollowedApp, ready."""
+
+    def start(engine: Engine, env: Mapping[str, str] | None = None, restart: str | None = None) -> FollowedApp:
+        app = name("app")
+        engine.run_app(app, engine.build_app_image(f"{app}:1", "1.0.0"), restart=restart)
+        sidecar = start_following(start_sidecar, engine, app, env=env)
+        browser = listen(sidecar.url)
         browser.wait_for("1.0.0")
+        return FollowedApp(engine, app, sidecar, browser)
 
-    engine.remove(app)  # a deploy: the old container goes, one from the new image replaces it
-    engine.run_app(app, new_image)
+    return start
+
+
+def test_initial_version_then_a_new_image_reaches_connected_clients(
+    engine: Engine, follow_app: FollowApp, listen: Listen
+) -> None:
+    app = follow_app(engine)
+    health = app.sidecar.health()
+    assert (health["status"], health["version"], health["source"]) == ("ok", "1.0.0", "docker")
+    browsers = [app.browser, listen(app.sidecar.url)]
+    browsers[1].wait_for("1.0.0")
+
+    app.deploy(app.image("2.0.0"))
 
     for browser in browsers:
         browser.wait_for("2.0.0")
         assert browser.changes() == ["1.0.0", "2.0.0"]
-    assert sidecar.process.poll() is None, "the sidecar itself kept running"
-    assert sidecar.health()["status"] == "ok"
+    assert app.sidecar.process.poll() is None, "the sidecar itself kept running"
+    assert app.sidecar.health()["status"] == "ok"
 
 
-def test_a_new_container_is_announced_only_once_its_healthcheck_passes(
-    engine: Engine, name: Name, start_sidecar: StartSidecar, listen: Listen
-) -> None:
-    app = name("app")
-    engine.run_app(app, engine.build_app_image(f"{app}:1", "1.0.0"))
-    new_image = engine.build_app_image(f"{app}:2", "2.0.0")
-    sidecar = start_following(start_sidecar, engine, app)
-    browser = listen(sidecar.url)
-    browser.wait_for("1.0.0")
+def test_a_new_container_is_announced_only_once_its_healthcheck_passes(engine: Engine, follow_app: FollowApp) -> None:
+    app = follow_app(engine)
 
-    engine.remove(app)
-    engine.run_app(app, new_image, healthcheck="test -f /ready")
-    wait_until(lambda: engine.health(app) == "unhealthy", "the new container unhealthy", sidecar)
-    wait_until(waits_for(sidecar, f"{app} is unhealthy"), "the sidecar waiting for a ready container", sidecar)
-    health = sidecar.health()
+    app.deploy(app.image("2.0.0"), healthcheck="test -f /ready")
+    wait_until(lambda: engine.health(app.name) == "unhealthy", "the new container unhealthy", app.sidecar)
+    wait_until(waits_for(app.sidecar, f"{app.name} is unhealthy"), "the sidecar waiting for it", app.sidecar)
+    health = app.sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0.0")
-    assert browser.changes() == ["1.0.0"]
+    assert app.browser.changes() == ["1.0.0"]
 
-    engine.docker("exec", app, "/bin/busybox", "touch", "/ready")  # the app is up now
+    engine.docker("exec", app.name, "/bin/busybox", "touch", "/ready")  # the app is up now
 
-    browser.wait_for("2.0.0")
-    assert engine.health(app) == "healthy"
-    assert browser.changes() == ["1.0.0", "2.0.0"]
-    assert sidecar.health()["status"] == "ok"
+    app.browser.wait_for("2.0.0")
+    assert engine.health(app.name) == "healthy"
+    assert app.browser.changes() == ["1.0.0", "2.0.0"]
+    assert app.sidecar.health()["status"] == "ok"
 
 
 def test_replicas_of_a_compose_service_must_agree_before_a_new_version_is_announced(
@@ -188,39 +213,25 @@ def test_the_fallback_version_is_served_until_the_target_appears(
     ids=["newline", "10KB"],
 )
 def test_an_invalid_label_is_rejected_and_the_last_good_version_kept(
-    engine: Engine, name: Name, start_sidecar: StartSidecar, listen: Listen, label: str, reason: str
+    engine: Engine, follow_app: FollowApp, label: str, reason: str
 ) -> None:
-    app = name("app")
-    engine.run_app(app, engine.build_app_image(f"{app}:1", "1.0.0"))
-    bad_image = engine.build_app_image(f"{app}:bad", label)
-    good_image = engine.build_app_image(f"{app}:3", "3.0.0")
-    sidecar = start_following(start_sidecar, engine, app)
-    browser = listen(sidecar.url)
-    browser.wait_for("1.0.0")
+    app = follow_app(engine)
 
-    engine.remove(app)
-    engine.run_app(app, bad_image)
-    wait_until(waits_for(sidecar, reason), "the label rejected", sidecar)
-    health = sidecar.health()
+    app.deploy(app.image(label))
+    wait_until(waits_for(app.sidecar, reason), "the label rejected", app.sidecar)
+    health = app.sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0.0")
     assert reason in str(health["problem"])
 
-    engine.remove(app)
-    engine.run_app(app, good_image)
-    browser.wait_for("3.0.0")
-    assert browser.changes() == ["1.0.0", "3.0.0"]
-    assert label not in sidecar.logs(), "the bad label is logged shortened, never in full"
+    app.deploy(app.image("3.0.0"))
+    app.browser.wait_for("3.0.0")
+    assert app.browser.changes() == ["1.0.0", "3.0.0"]
+    assert label not in app.sidecar.logs(), "the bad label is logged shortened, never in full"
 
 
-def test_the_sidecar_rides_out_an_engine_restart(
-    private_engine: PrivateEngine, name: Name, start_sidecar: StartSidecar, listen: Listen
-) -> None:
-    app = name("app")
-    private_engine.run_app(app, private_engine.build_app_image(f"{app}:1", "1.0.0"), restart="always")
-    new_image = private_engine.build_app_image(f"{app}:2", "2.0.0")
-    sidecar = start_following(start_sidecar, private_engine, app)
-    browser = listen(sidecar.url)
-    browser.wait_for("1.0.0")
+def test_the_sidecar_rides_out_an_engine_restart(private_engine: PrivateEngine, follow_app: FollowApp) -> None:
+    app = follow_app(private_engine, restart="always")
+    sidecar = app.sidecar
 
     private_engine.stop()  # the engine goes away, its socket with it
     wait_until(
@@ -239,57 +250,26 @@ def test_the_sidecar_rides_out_an_engine_restart(
     wait_until(lambda: sidecar.health()["status"] == "ok", "healthy again once the app is back", sidecar)
     assert sidecar.health()["version"] == "1.0.0"
 
-    private_engine.remove(app)  # and it follows the engine's events again
-    private_engine.run_app(app, new_image)
-    browser.wait_for("2.0.0")
-    assert browser.changes() == ["1.0.0", "2.0.0"]
+    app.deploy(app.image("2.0.0"))  # and it follows the engine's events again
+    app.browser.wait_for("2.0.0")
+    assert app.browser.changes() == ["1.0.0", "2.0.0"]
     assert sidecar.process.poll() is None
 
 
-def test_a_read_only_socket_proxy_is_enough(
-    engine: Engine, name: Name, start_sidecar: StartSidecar, listen: Listen, tmp_path: Path
-) -> None:
+def test_a_read_only_socket_proxy_is_enough(engine: Engine, follow_app: FollowApp, tmp_path: Path) -> None:
     if not engine.host.startswith("unix://"):
         raise AssertionError(f"this test proxies a unix socket; DOCKER_HOST is {engine.host}")
-    port = free_port()
     proxy_log = tmp_path / "proxy.log"
-    with proxy_log.open("wb") as log:
-        proxy = subprocess.Popen(
-            [sys.executable, "-m", "tests.docker.socket_proxy", str(port), engine.host.removeprefix("unix://")],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        proxy_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(f"{proxy_url}/_ping", timeout=2) as reply:
-                    assert reply.read() == b"OK"
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proxy.poll() is not None:
-                    raise AssertionError(f"the socket proxy did not start:\n{proxy_log.read_text()}") from None
-                time.sleep(0.1)
+    with running_socket_proxy(engine.host.removeprefix("unix://"), proxy_log) as proxy_url:
         for method, path in [("POST", "/containers/create"), ("GET", "/info"), ("DELETE", "/images/x")]:
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(urllib.request.Request(f"{proxy_url}{path}", method=method), timeout=5)
             assert refused.value.code == 403
 
-        app = name("app")
-        engine.run_app(app, engine.build_app_image(f"{app}:1", "1.0.0"))
-        new_image = engine.build_app_image(f"{app}:2", "2.0.0")
-        sidecar = start_following(start_sidecar, engine, app, env={"DOCKER_HOST": f"tcp://127.0.0.1:{port}"})
-        browser = listen(sidecar.url)
-        browser.wait_for("1.0.0")
-        engine.remove(app)
-        engine.run_app(app, new_image)
-        browser.wait_for("2.0.0")
-        assert sidecar.health()["status"] == "ok"
-    finally:
-        proxy.terminate()
-        proxy.wait(10)
+        app = follow_app(engine, env={"DOCKER_HOST": proxy_url.replace("http://", "tcp://")})
+        app.deploy(app.image("2.0.0"))
+        app.browser.wait_for("2.0.0")
+        assert app.sidecar.health()["status"] == "ok"
     refusals = [line for line in proxy_log.read_text().splitlines() if line.startswith("refused")]
     assert refusals == ["refused POST /containers/create", "refused GET /info", "refused DELETE /images/x"]
 
