@@ -189,13 +189,14 @@ def wait_until(page: Page, condition: Callable[[], bool], what: str, timeout: fl
         waited += 100
 
 
-@pytest.fixture(scope="session")
+# Package scope: the sync driver is closed before the other tiers run their event loops.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not CHROMIUM.is_file():
         pytest.fail(f"the browser tier needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
