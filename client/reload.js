@@ -131,7 +131,7 @@
     // that keeps the page's CSS away from the toast.
     host = element("version-sidecar-toast");
     var hostStyle = "all:initial;display:block;position:fixed;z-index:2147483647;" +
-      position.replace("-", ":16px;") + ":16px";
+      position.replace("-", ":16px;") + ":16px"; // ...;bottom:16px;right:16px
     hostStyle.split(";").forEach(function (rule) {
       host.style.setProperty(rule.split(":")[0], rule.split(":")[1], "important");
     });
