@@ -158,12 +158,17 @@ def test_a_reload_that_comes_back_stale_does_not_loop(site: Site) -> None:
     assert site.page_loads["/app"] == 2
 
 
-def test_a_hidden_tab_reloads_on_return_when_the_countdown_would_have(site: Site) -> None:
+def deploy_v2_to_a_hidden_tab(site: Site, countdown: int) -> Page:
     site.context.add_init_script(VISIBILITY_SWITCH)
-    page = site.open("/app", AppPage(script_attributes='data-countdown="1"'))
+    page = site.open("/app", AppPage(script_attributes=f'data-countdown="{countdown}"'))
     page.evaluate("window.__setHidden(true)")
     site.deploy("v2")
     wait_for_log(site, page, "New version v2 available; the toast waits until the tab is visible")
+    return page
+
+
+def test_a_hidden_tab_reloads_on_return_when_the_countdown_would_have(site: Site) -> None:
+    page = deploy_v2_to_a_hidden_tab(site, countdown=1)
     page.wait_for_timeout(2000)  # the countdown would have run out by now
     assert site.page_loads["/app"] == 1
     page.evaluate("window.__setHidden(false)")
@@ -171,11 +176,7 @@ def test_a_hidden_tab_reloads_on_return_when_the_countdown_would_have(site: Site
 
 
 def test_a_hidden_tab_shows_the_toast_on_return_when_it_would_not_reload(site: Site) -> None:
-    site.context.add_init_script(VISIBILITY_SWITCH)
-    page = site.open("/app", AppPage(script_attributes='data-countdown="0"'))
-    page.evaluate("window.__setHidden(true)")
-    site.deploy("v2")
-    wait_for_log(site, page, "New version v2 available; the toast waits until the tab is visible")
+    page = deploy_v2_to_a_hidden_tab(site, countdown=0)
     expect(page.get_by_role("status")).to_have_count(0)
     page.evaluate("window.__setHidden(false)")
     expect(page.get_by_role("status")).to_contain_text("A new version (v2) is available.")
