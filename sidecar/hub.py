@@ -30,6 +30,8 @@ class Client:
     waiting_since: float | None = None
     # Which slice of the heartbeat re-sends to this client (see Hub._beat).
     slot: int = 0
+    # Whether the response body goes out in HTTP/1.1 chunked framing (see Hub._send_all).
+    chunked: bool = False
 
 
 class Hub:
@@ -83,7 +85,7 @@ class Hub:
         old, self.version = self.version, value
         self._event = encode_version_event(value)
         log.info("version changed", old=old, new=value, source=source, clients=len(self.clients))
-        await self._broadcast(self._event)
+        self._send_all(list(self.clients), self._event)
         for listener in self._listeners:
             listener(value)
         return True
@@ -107,6 +109,7 @@ class Hub:
             first += self._event
         if await self._send(client, first) and self.version is not None:
             log.info("initial version sent", peer=peer, version=self.version)
+        client.chunked = writer.chunked  # known once the head went out with the first write
         return client
 
     def leave(self, client: Client, reason: str) -> None:
@@ -139,22 +142,36 @@ class Hub:
             due = [client for client in self.clients if client.slot == turn]
             self._drop_stalled(due)
             if self._event is not None:
-                for client in due:
-                    await self._send(client, self._event)
+                self._send_all(due, self._event)
                 if turn == 0:
                     log.debug("heartbeat sent", version=self.version, clients=len(self.clients))
 
-    async def _broadcast(self, data: bytes) -> None:
-        for client in list(self.clients):
-            await self._send(client, data)
+    def _send_all(self, clients: list[Client], event: bytes) -> None:
+        """Queue `event` to each client without waiting for any peer.
+
+        The event is framed once, chunked framing included, and written straight to each
+        transport: the bytes aiohttp's StreamWriter.write would send, without its two
+        coroutines and its re-framing per client (a third less fan-out CPU; bench/RESULTS.md).
+        """
+        framed = b"%x\r\n%b\r\n" % (len(event), event)
+        for client in clients:
+            transport = client.transport
+            if transport.is_closing():
+                self.leave(client, "connection closed")
+                continue
+            transport.write(framed if client.chunked else event)
+            self._drop_if_too_slow(client)
 
     async def _send(self, client: Client, data: bytes) -> bool:
-        """Queue `data` without waiting for the peer; drops the client if it cannot keep up."""
+        """Queue `data` through the response's writer (the first write also sends the head)."""
         if client.transport.is_closing():
             self.leave(client, "connection closed")
             return False
         # drain=False: this write never waits, so one slow peer cannot hold up the others.
         await client.writer.write(data, drain=False)
+        return self._drop_if_too_slow(client)
+
+    def _drop_if_too_slow(self, client: Client) -> bool:
         if client.transport.get_write_buffer_size() > self.max_buffer:
             client.transport.abort()
             self.leave(client, f"too slow: more than {self.max_buffer} bytes unsent")
