@@ -111,7 +111,10 @@ say "deploying app $APP_VERSION (sidecar $SIDECAR_VERSION, project $COMPOSE_PROJ
 build_flags=()
 $dry_run && build_flags=(--dry-run)
 ./build.sh "${version_args[@]}" "${build_flags[@]}" || die "build failed"
-run "${compose[@]}" up -d --no-build || die "compose up failed"
+# Compose fails when a service that others wait for turns unhealthy; the wait below then says
+# which app container failed, and why.
+up_failed=false
+run "${compose[@]}" up -d --no-build || up_failed=true
 if $dry_run; then
     say "dry run: nothing was changed"
     exit 0
@@ -149,10 +152,12 @@ while true; do
         fi
     done
     [[ -n "$waiting" ]] || break
+    $up_failed && die "compose up failed while $waiting"
     ((SECONDS < deadline)) || die "the app is not healthy after ${timeout}s: $waiting"
     sleep 1
 done
 
+$up_failed && die "compose up failed (see its output above), although the app is healthy"
 say "deployed app $APP_VERSION: ${#containers[@]} healthy container(s) of ${APP_IMAGE:-version-sidecar-example-app}:$APP_VERSION"
 say "sidecar $SIDECAR_VERSION follows it; open tabs are told about $APP_VERSION"
 say "open http://${HTTP_ADDRESS:-127.0.0.1}:${HTTP_PORT:-8000}/"

@@ -2,6 +2,7 @@
 example app, under a real Docker Engine, with a Chromium tab open through nginx in between."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import ARTIFACTS, wait_for_version
-from tests.e2e.conftest import DOCKER
+from tests.docker.engine import DOCKER_CLI as DOCKER
 from tests.sidecar_process import REPO, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
@@ -44,18 +45,25 @@ def make_project(project: Path) -> None:
     git(project, "add", ".")
     git(project, "commit", "-q", "-m", "the app, with the version sidecar")
     # No registry inside the engine: the sidecar's dependencies come from a wheelhouse made here.
+    # Without the project's own wheel (the image builds it from source), the wheelhouse is the
+    # same from run to run, and so is the build cache's key for it.
+    wheelhouse = project / "wheelhouse"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(project / "wheelhouse"), str(project), "hatchling"],
+        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheelhouse), str(project), "hatchling"],
         check=True,
         capture_output=True,
     )
+    for own in wheelhouse.glob("version_sidecar-*.whl"):
+        own.unlink()
 
 
-def deploy(project: Path, env: dict[str, str]) -> str:
-    """Run ./deploy.sh; returns its output (it must succeed)."""
-    done = subprocess.run(["./deploy.sh"], cwd=project, env=env, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT)
+def deploy(project: Path, env: dict[str, str], *args: str, succeed: bool = True) -> str:
+    """Run ./deploy.sh; returns its output (it must succeed, or with succeed=False fail)."""
+    done = subprocess.run(
+        ["./deploy.sh", *args], cwd=project, env=env, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT
+    )
     output = done.stdout + done.stderr
-    assert done.returncode == 0, f"deploy.sh failed with {done.returncode}:\n{output[-6000:]}"
+    assert (done.returncode == 0) == succeed, f"deploy.sh exited with {done.returncode}:\n{output[-6000:]}"
     return output
 
 
@@ -76,10 +84,13 @@ def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[t
         BASE_IMAGE=base_image,  # the Dockerfiles' slim Python stands in for this local Debian
         NGINX_IMAGE=base_image,
         BUILD_NETWORK="none",
+        DOCKER_BUILDKIT="1",  # the classic builder copies the whole image per step on vfs: minutes
         PIP_NO_INDEX="1",
         HTTP_ADDRESS="127.0.0.1",
         HTTP_PORT=str(free_port()),
         COMPOSE_PROJECT_NAME=f"vse2e{os.getpid()}",
+        APP_IMAGE=f"vse2e{os.getpid()}-app",
+        SIDECAR_IMAGE=f"vse2e{os.getpid()}-sidecar",
     )
     try:
         yield project, env
@@ -87,6 +98,12 @@ def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[t
         logs = compose(project, env, "logs", "--no-color", "--tail", "40")
         (tmp_path / "compose.log").write_text(logs, encoding="utf-8")
         compose(project, env, "down", "--remove-orphans", "--timeout", "5")
+        # The images of this run (on vfs each is a full copy); the base image and build cache stay.
+        for name in (env["APP_IMAGE"], env["SIDECAR_IMAGE"]):
+            listed = [DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}", name]
+            tags = subprocess.run(listed, env=env, capture_output=True, text=True).stdout.split()
+            if tags:
+                subprocess.run([DOCKER, "rmi", *tags], env=env, capture_output=True)
 
 
 def open_tab(browser: Browser, url: str) -> tuple[Page, list[str]]:
@@ -130,4 +147,16 @@ def test_second_deploy_shows_the_toast_in_an_open_tab_and_reload_lands_on_it(
     expect(page.locator("#version")).to_have_text(second)
     expect(page.locator("h1")).to_have_text("Example app, now better")
     wait_for_version(page, second, timeout=30_000)
+    expect(page.get_by_role("status")).to_have_count(0)
+
+    # A deploy whose app never becomes healthy fails, and the open tab is not told about it.
+    server = project / "examples/app/server.py"
+    server.write_text(server.read_text(encoding="utf-8").replace("if __name__", "raise SystemExit(3)\nif __name__"))
+    git(project, "commit", "-q", "-am", "a broken app")
+    third = git(project, "rev-parse", "--short", "HEAD")
+    output = deploy(project, env, "--timeout", "60", succeed=False)
+    failed = rf"deploy.sh: error: the app container \w+ is (unhealthy|restarting|exited) \(version {third}\)"
+    assert re.search(failed, output), output
+    page.wait_for_timeout(3000)  # what must not arrive has had time to
+    assert page.evaluate("window.versionSidecar.latestVersion") == second
     expect(page.get_by_role("status")).to_have_count(0)
