@@ -34,8 +34,8 @@ def snippet_with_read_timeout(seconds: float | None) -> str:
 
 
 class NginxServer:
-    """nginx -p PREFIX -c nginx.conf, with the snippet included in a server that, like many
-    real sites, turns gzip on for event streams and keeps nginx's default buffering."""
+    """nginx -p PREFIX -c nginx.conf, with the snippet included in a server that turns gzip on
+    for event streams and buffers every response (nginx's default)."""
 
     def __init__(self, prefix: Path, sidecar_port: int, app_port: int, read_timeout: float | None = None) -> None:
         self.prefix = prefix
@@ -58,6 +58,9 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
+    # A site that compresses event streams and ignores the upstream's X-Accel-Buffering: the
+    # snippet must keep events flowing by its own settings.
+    proxy_ignore_headers X-Accel-Buffering;
     gzip on;
     gzip_min_length 1;
     gzip_types text/event-stream application/javascript text/javascript;
