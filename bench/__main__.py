@@ -70,10 +70,12 @@ def fanout_table(pairs: Sequence[tuple[FanoutResult, FanoutResult | None]]) -> s
 
 
 def storm_table(results: Sequence[StormResult]) -> str:
-    head = "| clients | server | back | all back after s | first-to-last s | peak reconnects/s |\n"
-    head += "|---:|---|---:|---:|---:|---:|\n"
+    head = "| clients | server | stop s | start s | back | all back after s | of which after the restart s "
+    head += "| first-to-last s | peak reconnects/s |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
     return head + "\n".join(
-        f"| {r.clients:,} | {r.server} | {r.back:,} | {r.seconds_to_all:.2f} | {r.seconds_spread:.2f} "
+        f"| {r.clients:,} | {r.server} | {r.stop_seconds:.2f} | {r.start_seconds:.2f} | {r.back:,} "
+        f"| {r.seconds_to_all:.2f} | {r.seconds_to_all - r.stop_seconds - r.start_seconds:.2f} "
+        f"| {r.seconds_spread:.2f} "
         f"| {r.peak_per_second:,} |"
         for r in results
     )

@@ -21,7 +21,7 @@ from typing import Any, cast
 DEFAULT_RETRY_MS = 3000
 # Connections a process opens at once: enough to keep a server's accept loop busy, few enough
 # that the listen backlog is not what is measured.
-CONNECTS_IN_FLIGHT = 64
+CONNECTS_IN_FLIGHT = 256
 
 
 class StreamClient(asyncio.Protocol):

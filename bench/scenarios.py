@@ -122,6 +122,8 @@ class StormResult:
     seconds_to_all: float = float("nan")  # from the drop until every client is back with an event
     seconds_spread: float = float("nan")  # from the first to the last reconnection
     peak_per_second: int = 0
+    stop_seconds: float = 0.0  # SIGTERM until the old server has exited
+    start_seconds: float = 0.0  # new server started until it serves
 
 
 def run_storm(kind: str, clients: int, workdir: Path, *, client_processes: int = 1) -> StormResult:
@@ -138,7 +140,9 @@ def run_storm(kind: str, clients: int, workdir: Path, *, client_processes: int =
         fleet.reconnect_mode()
         dropped_at = time.monotonic()
         server.stop()
+        stopped_at = time.monotonic()
         server.start("bench-0")
+        result.stop_seconds, result.start_seconds = stopped_at - dropped_at, time.monotonic() - stopped_at
         times = fleet.await_reconnected(clients, 120.0)
         result.back = len(times)
         if times:
