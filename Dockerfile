@@ -13,8 +13,10 @@ ARG PIP_FIND_LINKS=/src/wheelhouse
 ARG PIP_DISABLE_PIP_VERSION_CHECK=1
 # .dockerignore lets in only what the package needs, plus wheelhouse/ when it exists.
 COPY . /src
+# pip leaves the venv once it has installed the sidecar: the final image needs neither.
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir /src
+    && /opt/venv/bin/pip install --no-cache-dir /src \
+    && /opt/venv/bin/python -m pip uninstall --yes --quiet pip
 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/venv /opt/venv

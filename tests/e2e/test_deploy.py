@@ -1,6 +1,7 @@
 """End to end, as a user deploys: deploy.sh twice on two commits of a project holding the
 example app, under a real Docker Engine, with a Chromium tab open through nginx in between."""
 
+import json
 import os
 import re
 import shutil
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -106,6 +108,13 @@ def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[t
                 subprocess.run([DOCKER, "rmi", *tags], env=env, capture_output=True)
 
 
+def container_config(env: dict[str, str], container: str) -> dict[str, Any]:
+    """The container's Config (image labels, user, healthcheck), from docker inspect."""
+    done = subprocess.run([DOCKER, "inspect", container], env=env, capture_output=True, text=True, check=True)
+    config: dict[str, Any] = json.loads(done.stdout)[0]["Config"]
+    return config
+
+
 def open_tab(browser: Browser, url: str) -> tuple[Page, list[str]]:
     page = browser.new_context().new_page()
     console: list[str] = []
@@ -122,6 +131,15 @@ def test_second_deploy_shows_the_toast_in_an_open_tab_and_reload_lands_on_it(
     output = deploy(project, env)
     assert f"deployed app {first}" in output
     sidecar_before = compose(project, env, "ps", "-q", "sidecar").strip()
+    sidecar = container_config(env, sidecar_before)
+    assert sidecar["User"] == "10001:10001"
+    assert "/healthz" in " ".join(sidecar["Healthcheck"]["Test"])
+    app = container_config(env, compose(project, env, "ps", "-q", "app").strip())
+    for config in (sidecar, app):  # one commit so far: the sidecar's version is the app's
+        labels = config["Labels"]
+        assert labels["org.opencontainers.image.version"] == first
+        assert labels["org.opencontainers.image.revision"] == git(project, "rev-parse", "HEAD")
+        assert labels["org.opencontainers.image.created"].startswith("20")
 
     page, console = open_tab(browser, f"http://127.0.0.1:{env['HTTP_PORT']}/")
     expect(page.locator("#version")).to_have_text(first)
