@@ -111,6 +111,8 @@ say "deploying app $APP_VERSION (sidecar $SIDECAR_VERSION, project $COMPOSE_PROJ
 build_flags=()
 $dry_run && build_flags=(--dry-run)
 ./build.sh "${version_args[@]}" "${build_flags[@]}" || die "build failed"
+sidecar_before=""
+$dry_run || sidecar_before="$("${compose[@]}" ps -q sidecar 2>/dev/null || true)"
 # Compose fails when a service that others wait for turns unhealthy; the wait below then says
 # which app container failed, and why.
 up_failed=false
@@ -158,6 +160,14 @@ while true; do
 done
 
 $up_failed && die "compose up failed (see its output above), although the app is healthy"
+
+# nginx looks the sidecar's name up when it starts; a new sidecar container (a deploy that
+# changed the sidecar) may have a new address, so nginx reloads to look again.
+sidecar_after="$("${compose[@]}" ps -q sidecar)"
+if [[ -n "$sidecar_before" && "$sidecar_after" != "$sidecar_before" ]]; then
+    run "${compose[@]}" exec -T nginx nginx -s reload || die "reloading nginx failed"
+    say "the sidecar was replaced: nginx reloaded to reach the new one"
+fi
 say "deployed app $APP_VERSION: ${#containers[@]} healthy container(s) of ${APP_IMAGE:-version-sidecar-example-app}:$APP_VERSION"
 say "sidecar $SIDECAR_VERSION follows it; open tabs are told about $APP_VERSION"
 say "open http://${HTTP_ADDRESS:-127.0.0.1}:${HTTP_PORT:-8000}/"

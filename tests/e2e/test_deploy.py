@@ -123,7 +123,7 @@ def open_tab(browser: Browser, url: str) -> tuple[Page, list[str]]:
     return page, console
 
 
-def test_second_deploy_shows_the_toast_in_an_open_tab_and_reload_lands_on_it(
+def test_each_deploy_reaches_the_open_tab_and_a_broken_one_fails(
     project_env: tuple[Path, dict[str, str]], browser: Browser
 ) -> None:
     project, env = project_env
@@ -167,14 +167,28 @@ def test_second_deploy_shows_the_toast_in_an_open_tab_and_reload_lands_on_it(
     wait_for_version(page, second, timeout=30_000)
     expect(page.get_by_role("status")).to_have_count(0)
 
+    # A commit that changes the sidecar too: a new sidecar container, nginx reloads to reach it,
+    # and the tab, reconnected through nginx, hears of the new version.
+    readme = project / "README.md"
+    readme.write_text(readme.read_text(encoding="utf-8") + "\nA change to the sidecar's files.\n")
+    git(project, "commit", "-q", "-am", "a new sidecar")
+    third = git(project, "rev-parse", "--short", "HEAD")
+    output = deploy(project, env)
+    assert "deploy.sh: the sidecar was replaced: nginx reloaded to reach the new one" in output
+    assert compose(project, env, "ps", "-q", "sidecar").strip() != sidecar_before
+    expect(toast).to_contain_text(f"A new version ({third}) is available.", timeout=30_000)
+    page.get_by_role("button", name="Reload").click()
+    expect(page.locator("html")).to_have_attribute("data-app-version", third, timeout=15_000)
+    wait_for_version(page, third, timeout=30_000)
+
     # A deploy whose app never becomes healthy fails, and the open tab is not told about it.
     server = project / "examples/app/server.py"
     server.write_text(server.read_text(encoding="utf-8").replace("if __name__", "raise SystemExit(3)\nif __name__"))
     git(project, "commit", "-q", "-am", "a broken app")
-    third = git(project, "rev-parse", "--short", "HEAD")
+    fourth = git(project, "rev-parse", "--short", "HEAD")
     output = deploy(project, env, "--timeout", "60", succeed=False)
-    failed = rf"deploy.sh: error: the app container \w+ is (unhealthy|restarting|exited) \(version {third}\)"
+    failed = rf"deploy.sh: error: the app container \w+ is (unhealthy|restarting|exited) \(version {fourth}\)"
     assert re.search(failed, output), output
     page.wait_for_timeout(3000)  # what must not arrive has had time to
-    assert page.evaluate("window.versionSidecar.latestVersion") == second
+    assert page.evaluate("window.versionSidecar.latestVersion") == third
     expect(page.get_by_role("status")).to_have_count(0)
