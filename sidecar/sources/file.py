@@ -35,15 +35,20 @@ class FileSource(Source):
 
     async def follow(self, publish: Publish) -> None:
         last_seen: str | None = None
+        failed_before = False
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
                 value = self._read()
             except SourceError as error:
-                if self.problem != str(error):  # log each new problem once, not every poll
+                # `echo v2 > file` empties the file for a moment: a problem counts only when
+                # the next poll still sees it. Each problem is logged once, not every poll.
+                if failed_before and self.problem != str(error):
                     self.problem = str(error)
                     log.warning("source error, keeping the last good version", source=self.name, error=str(error))
+                failed_before = True
                 continue
+            failed_before = False
             if self.problem is not None:
                 log.info("source recovered", source=self.name, path=str(self.path))
                 self.problem = None
