@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import resource
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ DEFAULT_RETRY_MS = 3000
 # Connections a process opens at once: enough to keep a server's accept loop busy, few enough
 # that the listen backlog is not what is measured.
 CONNECTS_IN_FLIGHT = 256
+# Once every connect is made, how long the stragglers may take to get their first event.
+FIRST_EVENT_WAIT = 20.0
 
 
 class StreamClient(asyncio.Protocol):
@@ -219,18 +222,29 @@ class ProcessFleet:
             async with slots:
                 self.clients[index] = await self._open_one(index)
 
-        opening = asyncio.gather(*(open_slot(i) for i in range(count)))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.done.wait(), timeout)
+        opening = asyncio.gather(*(open_slot(i) for i in range(count)), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):  # every connect attempted (or the time is up)
+            await asyncio.wait_for(asyncio.shield(opening), timeout)
+        with contextlib.suppress(TimeoutError):  # then a bounded wait for the last first events
+            await asyncio.wait_for(self.done.wait(), FIRST_EVENT_WAIT)
         opening.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await opening
+        stuck = {"not connected": 0, "no response head": 0, "no event": 0}
+        for client in self.clients:
+            if client is None or client.transport is None:
+                stuck["not connected"] += 1
+            elif not client.status:
+                stuck["no response head"] += 1
+            elif not client.seen:
+                stuck["no event"] += 1
         return {
             "started": started,
             "finished": time.monotonic(),
             "ready": self.first_events,
             "errors": self.errors,
             "refused": self.refused,
+            "stuck": stuck,
         }
 
     async def await_payload(self, payload: bytes, timeout: float) -> dict[str, Any]:
@@ -351,6 +365,9 @@ class Fleet:
 
     def connect(self, count: int, timeout: float) -> dict[str, Any]:
         replies = self._all("connect", [{"count": n, "timeout": timeout} for n in self.split(count)], timeout)
+        for reply in replies:
+            if any(reply["stuck"].values()):
+                print(f"load client: streams without a first event: {reply['stuck']}", file=sys.stderr)
         return {
             "seconds": max(r["finished"] for r in replies) - min(r["started"] for r in replies),
             "ready": sum(r["ready"] for r in replies),

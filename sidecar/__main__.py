@@ -1,6 +1,8 @@
 """Command line entry point: `version-sidecar` and `python -m sidecar`."""
 
 import asyncio
+import contextlib
+import resource
 import socket
 import sys
 from collections.abc import Sequence
@@ -63,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             url=f"http://{settings.host}:{settings.port}/",
             change_version_with=f"echo v2 > {settings.version_file}",
         )
+    _raise_open_files_limit()
     if settings.workers > 1:
         try:
             sockets = reuseport_sockets(settings.host, settings.port, settings.workers)
@@ -70,6 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail(f"--port {settings.port}: cannot listen on {settings.host}: {error.strerror or error}")
         return run_workers(sockets, lambda sock: serve(settings, sock))
     return serve(settings)
+
+
+def _raise_open_files_limit() -> None:
+    """Every stream holds a socket: lift the soft open-files limit to the hard one, as nginx's
+    worker_rlimit_nofile does, instead of failing at 1,024 clients on a default soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):  # e.g. an unlimited hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _event_loop() -> asyncio.AbstractEventLoop | None:
