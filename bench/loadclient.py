@@ -38,6 +38,7 @@ class StreamClient(asyncio.Protocol):
         "_pending",
         "fleet",
         "index",
+        "opened",
         "retry_ms",
         "seen",
         "status",
@@ -47,6 +48,8 @@ class StreamClient(asyncio.Protocol):
     def __init__(self, fleet: "ProcessFleet", index: int) -> None:
         self.fleet = fleet
         self.index = index
+        # Resolved at the first event or at the end of the stream, whichever comes first.
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
         self.status = 0
         self.seen: dict[bytes, float] = {}
@@ -162,6 +165,8 @@ class ProcessFleet:
 
     def received(self, client: StreamClient, payload: bytes) -> None:
         if len(client.seen) == 1:  # the first event on this stream
+            if not client.opened.done():
+                client.opened.set_result(None)
             self.first_events += 1
             if self.reconnect:  # a stream reopened after the server dropped it
                 self.reconnected_at.append(time.monotonic())
@@ -173,6 +178,8 @@ class ProcessFleet:
                 self.done.set()
 
     def lost(self, client: StreamClient) -> None:
+        if not client.opened.done():
+            client.opened.set_result(None)
         if client in self.live:
             self.live.discard(client)
             self.dropped += 1
@@ -219,8 +226,14 @@ class ProcessFleet:
         self.clients = [None] * count
 
         async def open_slot(index: int) -> None:
+            # A slot is held until the stream has its first event, not just until the TCP
+            # handshake: the kernel completes handshakes before the server accepts, so counting
+            # those alone would let the listen queue overflow, and dropped handshakes come back
+            # only after TCP's retransmission back-off (seconds to minutes).
             async with slots:
-                self.clients[index] = await self._open_one(index)
+                client = self.clients[index] = await self._open_one(index)
+                if client is not None:
+                    await client.opened
 
         opening = asyncio.gather(*(open_slot(i) for i in range(count)), return_exceptions=True)
         with contextlib.suppress(TimeoutError):  # every connect attempted (or the time is up)
