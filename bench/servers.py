@@ -137,17 +137,15 @@ class Server:
 class Sidecar(Server):
     name = "sidecar"
 
-    def __init__(self, workdir: Path, workers: int = 1, poll_interval: float = 0.01) -> None:
+    def __init__(self, workdir: Path, workers: int = 1) -> None:
         super().__init__(workdir, workers)
         self.version_file = workdir / "version.txt"
-        self.poll_interval = poll_interval
 
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "sidecar",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--source", "file", "--version-file", str(self.version_file),
-            "--poll-interval", str(self.poll_interval),
             "--log-level", "warning", "--log-format", "json",
             "--max-clients", "20000", "--workers", str(self.workers),
         ]  # fmt: skip

@@ -1,10 +1,12 @@
 """The file source: a file whose stripped content is the version, watched live."""
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from ..logs import get_logger
 from . import Publish, Source, SourceError
+from .file_watch import FileWatch
 
 log = get_logger("sidecar.sources.file")
 
@@ -15,8 +17,10 @@ class FileSource(Source):
     def __init__(self, path: Path, poll_interval: float = 0.2) -> None:
         self.path = path
         self.origin = f"--version-file {path}"
-        # Polling, not inotify: it sees writes in place, atomic rename-over and files on any
-        # mount alike, and reading a tiny file five times a second costs nothing.
+        # Polling: it sees writes in place, atomic rename-over and files on any mount alike,
+        # and reading a tiny file five times a second costs nothing. Where inotify works, a
+        # completed write also wakes the poller at once (FileWatch), so a change is announced
+        # without waiting for the next poll.
         self.poll_interval = poll_interval
 
     def _read(self) -> str:
@@ -34,10 +38,20 @@ class FileSource(Source):
         return self._read()
 
     async def follow(self, publish: Publish) -> None:
+        watch = FileWatch(self.path)
+        watch.start()
+        try:
+            await self._poll(publish, watch)
+        finally:
+            watch.close()
+
+    async def _poll(self, publish: Publish, watch: FileWatch) -> None:
         last_seen: str | None = None
         failed_before = False
         while True:
-            await asyncio.sleep(self.poll_interval)
+            with contextlib.suppress(TimeoutError):  # the next poll, or at once on a completed write
+                await asyncio.wait_for(watch.changed.wait(), self.poll_interval)
+            watch.changed.clear()
             try:
                 value = self._read()
             except SourceError as error:
