@@ -4,7 +4,6 @@ import asyncio
 import random
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp.http_writer import StreamWriter
@@ -58,7 +57,6 @@ class Hub:
         # The heartbeat goes out in slices of about a second each (one slice when it is shorter).
         self._heartbeat_slices = max(1, int(heartbeat))
         self._joined = 0
-        self._listeners: list[Callable[[str], None]] = []
 
     @property
     def full(self) -> bool:
@@ -68,10 +66,6 @@ class Hub:
     def retry_after_seconds(self) -> int:
         """What a turned-away client is told to wait, in whole seconds."""
         return max(1, -(-(self.retry + self.retry_jitter) // 1000))
-
-    def on_change(self, listener: Callable[[str], None]) -> None:
-        """Call `listener(version)` after each change is announced."""
-        self._listeners.append(listener)
 
     async def publish(self, value: str, *, source: str) -> bool:
         """Announce `value` if it is a valid, new version; True if it was announced."""
@@ -86,8 +80,6 @@ class Hub:
         self._event = encode_version_event(value)
         log.info("version changed", old=old, new=value, source=source, clients=len(self.clients))
         self._send_all(list(self.clients), self._event)
-        for listener in self._listeners:
-            listener(value)
         return True
 
     async def join(
@@ -173,8 +165,7 @@ class Hub:
 
     def _drop_if_too_slow(self, client: Client) -> bool:
         if client.transport.get_write_buffer_size() > self.max_buffer:
-            client.transport.abort()
-            self.leave(client, f"too slow: more than {self.max_buffer} bytes unsent")
+            self._drop(client, f"too slow: more than {self.max_buffer} bytes unsent")
             return False
         return True
 
@@ -187,8 +178,12 @@ class Hub:
             elif client.waiting_since is None:
                 client.waiting_since = now
             elif now - client.waiting_since > self.send_timeout:
-                client.transport.abort()
-                self.leave(client, f"send timed out after {self.send_timeout:g} s")
+                self._drop(client, f"send timed out after {self.send_timeout:g} s")
+
+    def _drop(self, client: Client, reason: str) -> None:
+        """End a stream the peer is not reading: abort, since a graceful close would wait on it."""
+        client.transport.abort()
+        self.leave(client, reason)
 
     def _limit_unacknowledged_time(self, transport: asyncio.Transport) -> None:
         sock = transport.get_extra_info("socket")
