@@ -72,7 +72,10 @@ async def test_a_send_that_stays_unsent_past_the_timeout_is_dropped(make_sidecar
     try:
         await _fill(sidecar.hub, silent, until="waiting")
         reason = await asyncio.wait_for(silent.ended, timeout=30)
-        assert reason.startswith("send timed out") or reason == "connection closed", reason
+        # The hub's check or the kernel (TCP_USER_TIMEOUT, set to the same send timeout) may act
+        # first; the kernel's abort reaches the handler as its connection being lost. The silent
+        # reader's socket stays open, so nothing else can end its stream.
+        assert reason.startswith("send timed out") or reason in ("connection closed", "client went away"), reason
         assert silent not in sidecar.hub.clients
     finally:
         sock.close()
