@@ -53,9 +53,7 @@ async def stream_version(request: web.Request) -> web.StreamResponse:
     assert request.transport is not None
     client = await hub.join(writer, request.transport, request.remote or "unknown", response.last_event_id)
     try:
-        # Shielded: cancelling this handler (the client went away) must not cancel `ended`,
-        # which then carries the reason leave() gives it, as for every other way a stream ends.
-        await asyncio.shield(client.ended)
+        await client.ended
     finally:  # cancelled when the client goes away (handler_cancellation)
         hub.leave(client, "client went away")
     if request.transport is None or request.transport.is_closing():
