@@ -129,6 +129,11 @@ health_of() {
         '{{if ne .State.Status "running"}}{{.State.Status}}{{else if .State.Health}}{{.State.Health.Status}}{{else}}healthy{{end}}' "$1"
 }
 
+# restarts_of CONTAINER: how often its restart policy has restarted it (a crash loop when > 0).
+restarts_of() {
+    "$DOCKER" inspect --format '{{.RestartCount}}' "$1"
+}
+
 version_of() {
     "$DOCKER" inspect --format '{{index .Config.Labels "org.opencontainers.image.version"}}' "$1"
 }
@@ -141,6 +146,11 @@ while true; do
     waiting=""
     for container in "${containers[@]}"; do
         health="$(health_of "$container")"
+        # Compose gave up because the app turned unhealthy; a crash-looping container may be
+        # caught just after a restart, when its health reads "starting" again.
+        if $up_failed && [[ "$health" == starting ]] && (($(restarts_of "$container") > 0)); then
+            health=restarting
+        fi
         running_version="$(version_of "$container")"
         case "$health" in
             unhealthy | exited | dead | restarting)
