@@ -23,7 +23,12 @@ def run_cli(
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "sidecar", "--port", "0", *args],
-        env=full_env, cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -120,8 +125,14 @@ def test_logs_tell_each_step(start_sidecar: StartSidecar, tmp_path: Path) -> Non
     stream.connection.close()
     version_file.unlink()
     deadline = time.monotonic() + 10
-    wanted = {"client connected", "initial version sent", "heartbeat sent", "version changed",
-              "client disconnected", "source error, keeping the last good version"}
+    wanted = {
+        "client connected",
+        "initial version sent",
+        "heartbeat sent",
+        "version changed",
+        "client disconnected",
+        "source error, keeping the last good version",
+    }
     while True:
         events = {str(e["event"]): e for e in sidecar.log_events()}
         missing_file_seen = "no such file" in str(events.get("source error, keeping the last good version"))
