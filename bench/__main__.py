@@ -24,8 +24,13 @@ def _sizes(text: str) -> list[int]:
     return [int(part.replace("_", "")) for part in text.split(",") if part]
 
 
+# Streams one load-client process holds: under the 20,000 open files a process may have here,
+# and as few processes as that allows, since each one takes CPU from the server on 2 cores.
+STREAMS_PER_CLIENT_PROCESS = 19_000
+
+
 def _client_processes(clients: int) -> int:
-    return max(1, math.ceil(clients / 10000))
+    return max(1, math.ceil(clients / STREAMS_PER_CLIENT_PROCESS))
 
 
 def _ms(seconds: float) -> str:

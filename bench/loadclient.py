@@ -89,33 +89,41 @@ class StreamClient(asyncio.Protocol):
             # must not spend more on a chunked stream (the sidecar's) than on a plain one (nchan's).
             end = data.find(b"\r\n")
             if not self._pending and not self._chunk_left and 0 < end and len(data) == end + 4 + int(data[:end], 16):
-                self._body += data[end + 2 : -2]
+                data = data[end + 2 : -2]
             else:
                 self._pending += data
-                self._dechunk()
-        else:
-            self._body += data
-        if b"\n\n" not in self._body:
+                data = self._dechunk()
+        body = self._body + data if self._body else data
+        if body.find(b"\n\n") == len(body) - 2:  # the common case again: one whole event
+            self._body = b""
+            self._event(body, now)
             return
-        *events, self._body = self._body.split(b"\n\n")
+        if b"\n\n" not in body:
+            self._body = body
+            return
+        *events, self._body = body.split(b"\n\n")
         for event in events:
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    payload = line[5:].lstrip(b" ")
-                    if payload not in self.seen:
-                        self.seen[payload] = now
-                        self.fleet.received(self, payload)
-                elif line.startswith(b"retry:"):
-                    self.retry_ms = int(line[6:])
+            self._event(event, now)
 
-    def _dechunk(self) -> None:
-        """Move the data of complete (or partial) chunks from _pending to _body."""
+    def _event(self, event: bytes, now: float) -> None:
+        for line in event.split(b"\n"):
+            if line[:5] == b"data:":
+                payload = line[5:].lstrip(b" ")
+                if payload not in self.seen:
+                    self.seen[payload] = now
+                    self.fleet.received(self, payload)
+            elif line[:6] == b"retry:":
+                self.retry_ms = int(line[6:])
+
+    def _dechunk(self) -> bytes:
+        """Take the data of complete (or partial) chunks out of _pending."""
         pending = self._pending
+        taken = []
         while pending:
             if self._chunk_left:
                 take = pending[: self._chunk_left]
                 self._chunk_left -= len(take)
-                self._body += take
+                taken.append(take)
                 pending = pending[len(take) :]
                 continue
             if pending.startswith(b"\r\n"):  # the CRLF that ends a chunk's data
@@ -127,6 +135,7 @@ class StreamClient(asyncio.Protocol):
             self._chunk_left = int(pending[:line_end].split(b";")[0], 16)
             pending = pending[line_end + 2 :]
         self._pending = pending
+        return b"".join(taken)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fleet.lost(self)
