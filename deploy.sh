@@ -122,20 +122,13 @@ if $dry_run; then
     exit 0
 fi
 
-# health_of CONTAINER: healthy, unhealthy or starting while it runs (healthy when it has no
-# healthcheck), else its state: created, restarting, exited...
-health_of() {
+# state_of CONTAINER: "HEALTH RESTARTS VERSION" from one inspect. HEALTH is healthy, unhealthy
+# or starting while it runs (healthy when it has no healthcheck), else its state: created,
+# restarting, exited...; RESTARTS counts its restart policy's restarts (a crash loop when > 0);
+# VERSION is its image's version label (may be empty).
+state_of() {
     "$DOCKER" inspect --format \
-        '{{if ne .State.Status "running"}}{{.State.Status}}{{else if .State.Health}}{{.State.Health.Status}}{{else}}healthy{{end}}' "$1"
-}
-
-# restarts_of CONTAINER: how often its restart policy has restarted it (a crash loop when > 0).
-restarts_of() {
-    "$DOCKER" inspect --format '{{.RestartCount}}' "$1"
-}
-
-version_of() {
-    "$DOCKER" inspect --format '{{index .Config.Labels "org.opencontainers.image.version"}}' "$1"
+        '{{if ne .State.Status "running"}}{{.State.Status}}{{else if .State.Health}}{{.State.Health.Status}}{{else}}healthy{{end}} {{.RestartCount}} {{index .Config.Labels "org.opencontainers.image.version"}}' "$1"
 }
 
 say "waiting up to ${timeout}s for the app to be healthy"
@@ -145,13 +138,13 @@ while true; do
     [[ ${#containers[@]} -gt 0 ]] || die "no container of the service $APP_SERVICE is running"
     waiting=""
     for container in "${containers[@]}"; do
-        health="$(health_of "$container")"
+        state="$(state_of "$container")"
+        read -r health restarts running_version <<<"$state"
         # Compose gave up because the app turned unhealthy; a crash-looping container may be
         # caught just after a restart, when its health reads "starting" again.
-        if $up_failed && [[ "$health" == starting ]] && (($(restarts_of "$container") > 0)); then
+        if $up_failed && [[ "$health" == starting ]] && ((restarts > 0)); then
             health=restarting
         fi
-        running_version="$(version_of "$container")"
         case "$health" in
             unhealthy | exited | dead | restarting)
                 "$DOCKER" inspect --format '{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}' "$container" >&2 || true
