@@ -94,7 +94,7 @@ class StreamClient(asyncio.Protocol):
                 self._pending += data
                 data = self._dechunk()
         body = self._body + data if self._body else data
-        if body.find(b"\n\n") == len(body) - 2:  # the common case again: one whole event
+        if len(body) >= 2 and body.find(b"\n\n") == len(body) - 2:  # the common case again: one whole event
             self._body = b""
             self._event(body, now)
             return
