@@ -50,27 +50,28 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def tree_rss_bytes(pid: int) -> int:
-    total = 0
+def tree_proc_files(pid: int, name: str) -> list[str]:
+    """The text of /proc/<member>/<name> for each live member of `pid`'s tree."""
+    texts = []
     for member in process_tree(pid):
         try:
-            with open(f"/proc/{member}/statm") as statm:
-                total += int(statm.read().split()[1]) * PAGE_SIZE
-        except OSError:
+            with open(f"/proc/{member}/{name}") as file:
+                texts.append(file.read())
+        except OSError:  # the member exited meanwhile
             continue
-    return total
+    return texts
+
+
+def tree_rss_bytes(pid: int) -> int:
+    return sum(int(statm.split()[1]) * PAGE_SIZE for statm in tree_proc_files(pid, "statm"))
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of the tree's live processes."""
     total = 0
-    for member in process_tree(pid):
-        try:
-            with open(f"/proc/{member}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except OSError:
-            continue
+    for stat in tree_proc_files(pid, "stat"):
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / CLOCK_TICKS
 
 
