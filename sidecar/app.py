@@ -91,7 +91,7 @@ async def demo_page(request: web.Request) -> web.Response:
 async def _start(app: web.Application) -> None:
     hub, source = app[HUB], app[SOURCE]
     if app[INITIAL_VERSION]:
-        await hub.publish(app[INITIAL_VERSION], source=source.name)
+        hub.publish(app[INITIAL_VERSION], source=source.name)
     hub.start()
     app[FOLLOW_TASK] = asyncio.create_task(source.follow(lambda value: hub.publish(value, source=source.name)))
 

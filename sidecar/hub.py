@@ -69,7 +69,7 @@ class Hub:
         """What a turned-away client is told to wait, in whole seconds."""
         return max(1, -(-(self.retry + self.retry_jitter) // 1000))
 
-    async def publish(self, value: str, *, source: str) -> bool:
+    def publish(self, value: str, *, source: str) -> bool:
         """Announce `value` if it is a valid, new version; True if it was announced."""
         try:
             check_version(value)

@@ -1,9 +1,10 @@
 """Version sources: where the app's version comes from. The hub does not care which one."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-# Called with each value a source sees; the hub validates it and announces it if new.
-Publish = Callable[[str], Awaitable[bool]]
+# Called with each value a source sees; checked at one gate and announced if new. Never awaits,
+# so a source can call it from anywhere.
+Publish = Callable[[str], object]
 
 
 class SourceError(Exception):

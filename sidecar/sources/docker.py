@@ -209,7 +209,7 @@ class DockerSource(Source):
     async def _update(self, docker: aiodocker.Docker, publish: Publish) -> None:
         reading = await self._read(docker)
         if reading.version is not None:
-            await publish(reading.version)
+            publish(reading.version)
 
     async def _read(self, docker: aiodocker.Docker) -> Reading:
         replicas = []

@@ -68,4 +68,4 @@ class FileSource(Source):
                 self.problem = None
             if value != last_seen:
                 last_seen = value
-                await publish(value)
+                publish(value)

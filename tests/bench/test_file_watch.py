@@ -34,7 +34,7 @@ async def test_the_file_source_announces_a_write_before_its_next_poll(tmp_path: 
     source = FileSource(version_file, poll_interval=3600)
     seen: asyncio.Queue[str] = asyncio.Queue()
 
-    async def publish(value: str) -> bool:
+    def publish(value: str) -> bool:
         seen.put_nowait(value)
         return True
 

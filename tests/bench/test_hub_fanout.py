@@ -67,11 +67,11 @@ async def join(hub: Hub, name: str, log: WriteLog, chunked: bool = True) -> Reco
 
 async def test_a_change_is_framed_once_and_written_to_every_client() -> None:
     hub, log = make_hub(heartbeat=3600), WriteLog()
-    await hub.publish("v1", source="test")
+    hub.publish("v1", source="test")
     await join(hub, "chunked", log)
     await join(hub, "plain", log, chunked=False)
     log.clear()
-    await hub.publish("v2", source="test")
+    hub.publish("v2", source="test")
     event = b'event: version\nid: v2\ndata: {"version": "v2"}\n\n'
     assert sorted(log) == [("chunked", b"%x\r\n%b\r\n" % (len(event), event)), ("plain", event)]
 
@@ -82,14 +82,14 @@ async def test_a_client_too_far_behind_is_dropped_and_the_others_served() -> Non
     await join(hub, "quick", log)
     slow.unsent = 1000
     log.clear()
-    await hub.publish("v1", source="test")
+    hub.publish("v1", source="test")
     assert slow.aborted and len(hub.clients) == 1
     assert [name for name, _ in log] == ["slow", "quick"] or [name for name, _ in log] == ["quick", "slow"]
 
 
 async def test_the_heartbeat_serves_one_slice_of_the_clients_per_tick() -> None:
     hub, log = make_hub(heartbeat=2), WriteLog()  # two slices, one a second
-    await hub.publish("v1", source="test")
+    hub.publish("v1", source="test")
     names = [f"c{i}" for i in range(6)]
     for name in names:
         await join(hub, name, log)

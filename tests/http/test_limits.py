@@ -42,7 +42,7 @@ async def _silent_reader(sidecar: Sidecar) -> tuple[socket.socket, Client]:
 async def _fill(hub: Hub, victim: Client, until: str) -> int:
     """Publish distinct long versions until `victim` is dropped or has data waiting."""
     for count in range(1, 20_000):
-        await hub.publish(f"{count:0>128}", source="test")
+        hub.publish(f"{count:0>128}", source="test")
         dropped = victim not in hub.clients
         waiting = victim.transport.get_write_buffer_size() > 0
         if (until == "dropped" and dropped) or (until == "waiting" and (waiting or dropped)):
@@ -59,7 +59,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_others_keep_up(make_si
     try:
         await _fill(sidecar.hub, silent, until="dropped")
         assert await silent.ended == "too slow: more than 16384 bytes unsent"
-        await sidecar.hub.publish("final", source="test")
+        sidecar.hub.publish("final", source="test")
         await reader.wait_for_version("final", timeout=30)
         assert len(sidecar.hub.clients) == 1
     finally:
