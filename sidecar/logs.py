@@ -1,30 +1,140 @@
-"""structlog set-up: readable lines on a terminal, JSON lines for log collectors."""
+"""structlog set-up: readable lines on a terminal, JSON lines for log collectors.
 
+Every line is one event, written with one system call, so lines of several workers sharing
+stderr never interleave; aiohttp's and asyncio's own log records go the same way. Per-request
+noise (bad requests, refused clients, descriptor errors) is summarised by `Noise`.
+"""
+
+import asyncio
 import logging
+import os
 import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 import structlog
 
+# A kind of noise is logged at once the first time, then as one summary line per this many seconds.
+NOISE_PERIOD = 10.0
 
-def configure_logging(log_format: str = "auto", level: str = "info") -> None:
+
+def configure_logging(log_format: str = "auto", level: str = "info", worker: int | None = None) -> None:
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    processors: list[structlog.typing.Processor] = [
+        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if worker is not None:
+        processors.append(_Fields(worker=worker))
+    processors += [structlog.processors.format_exc_info, renderer]
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_LineWriterFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # aiohttp's own access and server logs go through the standard library: keep them quiet.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # aiohttp's and asyncio's own records become events like ours.
+    bridge = _FromStandardLogging()
+    for name in ("aiohttp", "asyncio"):
+        stdlib_logger = logging.getLogger(name)
+        stdlib_logger.handlers = [bridge]
+        stdlib_logger.propagate = False
+        stdlib_logger.setLevel(logging.INFO)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    """A logger whose events carry `logger=name` (sidecar.hub, ...)."""
     return structlog.get_logger(name)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """Adds fixed fields (the worker) to every event."""
+
+    worker: int
+
+    def __call__(self, _logger: Any, _method: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+        event.setdefault("worker", self.worker)
+        return event
+
+
+class _LineWriter:
+    """Writes each rendered event as one line in one write(2)."""
+
+    def __init__(self, stream: TextIO, name: str | None) -> None:
+        self._fd = stream.fileno()
+        self.name = name  # what add_logger_name shows
+
+    def msg(self, message: str) -> None:
+        data = (message.replace("\n", "\\n") + "\n").encode("utf-8", "backslashreplace")
+        while data:
+            try:
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return  # stderr is gone: nothing to tell it
+            data = data[written:]
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = err = msg
+
+
+class _LineWriterFactory:
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def __call__(self, *args: Any) -> _LineWriter:
+        return _LineWriter(self._stream, args[0] if args else None)
+
+
+class _FromStandardLogging(logging.Handler):
+    """Passes aiohttp's and asyncio's records on as structlog events; bad requests as noise."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        if record.name == "aiohttp.server" and str(record.msg).startswith("Error handling request"):
+            NOISE.note("bad request", error=_describe(error))
+            return
+        log = get_logger(record.name)
+        log.log(record.levelno, record.getMessage(), exc_info=record.exc_info or False)
+
+
+class Noise:
+    """Summarises events that come per request: the first of each kind is logged at once, later
+    ones are counted and logged as one line per NOISE_PERIOD while they keep coming."""
+
+    def __init__(self, period: float = NOISE_PERIOD) -> None:
+        self.period = period
+        self._counts: dict[str, int] = {}  # kinds seen in the current period, and how often since logged
+        self._log = get_logger("sidecar.noise")
+
+    def note(self, kind: str, **fields: Any) -> None:
+        if kind in self._counts:
+            self._counts[kind] += 1
+            return
+        self._log.warning(kind, **fields)
+        self._counts[kind] = 0
+        try:
+            asyncio.get_running_loop().call_later(self.period, self._summarise, kind)
+        except RuntimeError:  # no loop (start-up): nothing to summarise later
+            del self._counts[kind]
+
+    def _summarise(self, kind: str) -> None:
+        count = self._counts.pop(kind, 0)
+        if count:
+            self._log.warning(f"{kind} (summary)", count=count, seconds=self.period)
+            self._counts[kind] = 0  # still coming: keep counting
+            asyncio.get_running_loop().call_later(self.period, self._summarise, kind)
+
+
+NOISE = Noise()
+
+
+def _describe(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    return f"{type(error).__name__}: {error}"[:300]
