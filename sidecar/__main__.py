@@ -9,14 +9,13 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from .app import create_app
+from .app import ANNOUNCER, create_app
 from .config import DEMO_VERSION_FILE, SettingError, Settings, describe, fail, load_settings
 from .logs import configure_logging, get_logger
 from .sources import Source, SourceError
 from .sources.docker import DockerSource
 from .sources.env import EnvSource
 from .sources.file import FileSource
-from .version import InvalidVersion, check_version
 from .workers import reuseport_sockets, run_workers
 
 log = get_logger("sidecar")
@@ -39,16 +38,11 @@ def make_source(settings: Settings) -> Source:
 
 
 async def build_app(settings: Settings) -> web.Application:
-    """Read and check the first version before serving; raises SourceError or InvalidVersion."""
-    source = make_source(settings)
-    initial = await source.read_initial()
-    if initial is not None:
-        try:
-            check_version(initial)
-        except InvalidVersion as error:
-            raise SourceError(f"{source.origin}: the version {error}") from None
+    """The app, with its first version read and checked before serving; raises SourceError."""
+    app = create_app(settings, make_source(settings))
+    initial = await app[ANNOUNCER].read_initial()
     log.info("starting", version=initial, **describe(settings))
-    return create_app(settings, source, initial)
+    return app
 
 
 def main(argv: Sequence[str] | None = None) -> int:

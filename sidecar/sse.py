@@ -2,12 +2,11 @@
 
 import json
 
-from .version import check_version
+from .version import Version
 
 
-def encode_version_event(version: str) -> bytes:
-    """The `version` event as it goes on the wire; refuses anything check_version refuses."""
-    check_version(version)
+def encode_version_event(version: Version) -> bytes:
+    """The `version` event as it goes on the wire (a Version cannot break the framing)."""
     data = json.dumps({"version": version}, ensure_ascii=False)
     return f"event: version\nid: {version}\ndata: {data}\n\n".encode()
 

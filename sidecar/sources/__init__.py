@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 # Called with each value a source sees; checked at one gate and announced if new. Never awaits,
 # so a source can call it from anywhere.
-Publish = Callable[[str], object]
+Publish = Callable[[str], None]
 
 
 class SourceError(Exception):

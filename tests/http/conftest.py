@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sidecar.app import HUB, create_app
+from sidecar.announcer import Announcer
+from sidecar.app import ANNOUNCER, HUB, create_app
 from sidecar.config import Settings
 from sidecar.hub import Hub
 from sidecar.sources.file import FileSource
@@ -19,7 +20,16 @@ from tests.sse_client import StreamReader
 class Sidecar:
     client: TestClient[Any, Any]
     hub: Hub
+    announcer: Announcer
     version_file: Path
+
+    def publish(self, value: str) -> None:
+        """Deliver `value` as the source would (through the announcer's gate)."""
+        self.announcer.offer(value)
+
+    async def health(self) -> dict[str, Any]:
+        health: dict[str, Any] = await (await self.client.get("/healthz")).json()
+        return health
 
     async def open_stream(self, **headers: str) -> StreamReader:
         response = await self.client.get("/events/version", headers=headers)
@@ -36,8 +46,9 @@ def make_sidecar(aiohttp_client: Any, tmp_path: Path) -> MakeSidecar:
         version_file = tmp_path / "version.txt"
         version_file.write_text(version + "\n")
         config = Settings(source="file", version_file=version_file, **settings)
-        app = create_app(config, FileSource(version_file, poll_interval=0.05), version)
+        app = create_app(config, FileSource(version_file, poll_interval=0.05))
+        await app[ANNOUNCER].read_initial()
         client = await aiohttp_client(app)
-        return Sidecar(client, app[HUB], version_file)
+        return Sidecar(client, app[HUB], app[ANNOUNCER], version_file)
 
     return make

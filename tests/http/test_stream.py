@@ -3,6 +3,7 @@
 import asyncio
 import os
 
+from sidecar.version import check_version
 from tests.http.conftest import MakeSidecar
 
 
@@ -57,14 +58,14 @@ async def test_a_change_reaches_every_client(make_sidecar: MakeSidecar) -> None:
     streams = [await sidecar.open_stream() for _ in range(50)]
     for stream in streams:
         assert await stream.next_version() == "v1"
-    assert sidecar.hub.publish("v2", source="test")
+    sidecar.publish("v2")
     for stream in streams:
         assert await stream.next_version() == "v2"
 
 
 async def test_the_same_version_again_is_not_a_change(make_sidecar: MakeSidecar) -> None:
     sidecar = await make_sidecar("v1", heartbeat=3600)
-    assert not sidecar.hub.publish("v1", source="test")
+    assert not sidecar.hub.publish(check_version("v1"))
 
 
 async def test_file_rewritten_in_place_is_announced(make_sidecar: MakeSidecar) -> None:

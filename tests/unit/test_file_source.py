@@ -34,11 +34,7 @@ async def test_the_file_source_announces_a_write_before_its_next_poll(tmp_path: 
     source = FileSource(version_file, poll_interval=3600)
     seen: asyncio.Queue[str] = asyncio.Queue()
 
-    def publish(value: str) -> bool:
-        seen.put_nowait(value)
-        return True
-
-    follower = asyncio.create_task(source.follow(publish))
+    follower = asyncio.create_task(source.follow(seen.put_nowait))
     try:
         await asyncio.sleep(0.2)  # let the watch start
         version_file.write_text("v2\n")

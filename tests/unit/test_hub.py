@@ -1,11 +1,15 @@
-"""The hub's fan-out and heartbeat, on stand-in transports (our own logic only)."""
+"""The hub and its clients on stand-in transports: fan-out, framing, heartbeat slices, drop rules."""
 
 import asyncio
 from typing import cast
 
 from aiohttp.http_writer import StreamWriter
 
+from sidecar.aiohttp_internals import OpenedStream, VersionStream
+from sidecar.client import Client, DropRules
 from sidecar.hub import Hub
+from sidecar.version import check_version
+from tests.waiting import eventually
 
 
 class WriteLog(list[tuple[str, bytes]]):
@@ -45,51 +49,124 @@ class RecordingTransport:
 
 
 class RecordingWriter:
-    """Stands in for aiohttp's StreamWriter on the first write of a stream."""
+    """Stands in for aiohttp's StreamWriter, which sends the head with the first write."""
 
-    def __init__(self, transport: RecordingTransport, chunked: bool) -> None:
-        self.transport, self.chunked = transport, chunked
+    def __init__(self, transport: RecordingTransport) -> None:
+        self.transport = transport
 
     async def write(self, data: bytes, *, drain: bool = True) -> None:
-        self.transport.write(b"first:" + data)
+        self.transport.write(b"head+" + data)
 
 
-def make_hub(heartbeat: float) -> Hub:
-    return Hub(heartbeat=heartbeat, retry=1000, retry_jitter=0, max_clients=100, max_buffer=100, send_timeout=5)
+def make_hub(heartbeat: float = 3600, send_timeout: float = 5) -> Hub:
+    rules = DropRules(max_buffer=100, send_timeout=send_timeout)
+    return Hub(heartbeat=heartbeat, retry=1000, retry_jitter=0, max_clients=100, drop_rules=rules)
 
 
-async def join(hub: Hub, name: str, log: WriteLog, chunked: bool = True) -> RecordingTransport:
+async def join(hub: Hub, name: str, log: WriteLog, chunked: bool = True) -> tuple[RecordingTransport, Client]:
     transport = RecordingTransport(name, log)
-    writer = cast(StreamWriter, RecordingWriter(transport, chunked))
-    await hub.join(writer, cast(asyncio.Transport, transport), name, None)
-    return transport
+    writer = cast(StreamWriter, RecordingWriter(transport))
+    stream = OpenedStream(VersionStream(), writer, cast(asyncio.Transport, transport), chunked)
+    client = await hub.join(stream, name, None)
+    return transport, client
 
 
-async def test_a_change_is_framed_once_and_written_to_every_client() -> None:
-    hub, log = make_hub(heartbeat=3600), WriteLog()
-    hub.publish("v1", source="test")
+V1 = b'event: version\nid: v1\ndata: {"version": "v1"}\n\n'
+V2 = b'event: version\nid: v2\ndata: {"version": "v2"}\n\n'
+
+
+async def test_a_new_client_gets_the_head_its_retry_and_the_current_version_in_one_write() -> None:
+    hub, log = make_hub(), WriteLog()
+    hub.publish(check_version("v1"))
+    await join(hub, "tab", log)
+    assert log == [("tab", b"head+retry: 1000\n\n" + V1)]
+
+
+async def test_a_change_is_framed_once_per_framing_and_written_to_every_client() -> None:
+    hub, log = make_hub(), WriteLog()
+    hub.publish(check_version("v1"))
     await join(hub, "chunked", log)
     await join(hub, "plain", log, chunked=False)
     log.clear()
-    hub.publish("v2", source="test")
-    event = b'event: version\nid: v2\ndata: {"version": "v2"}\n\n'
-    assert sorted(log) == [("chunked", b"%x\r\n%b\r\n" % (len(event), event)), ("plain", event)]
+    assert hub.publish(check_version("v2"))
+    assert sorted(log) == [("chunked", b"%x\r\n%b\r\n" % (len(V2), V2)), ("plain", V2)]
+
+
+async def test_the_same_version_again_is_not_sent() -> None:
+    hub, log = make_hub(), WriteLog()
+    hub.publish(check_version("v1"))
+    await join(hub, "tab", log)
+    log.clear()
+    assert not hub.publish(check_version("v1"))
+    assert log == []
 
 
 async def test_a_client_too_far_behind_is_dropped_and_the_others_served() -> None:
-    hub, log = make_hub(heartbeat=3600), WriteLog()
-    slow = await join(hub, "slow", log)
+    hub, log = make_hub(), WriteLog()
+    slow, slow_client = await join(hub, "slow", log)
     await join(hub, "quick", log)
     slow.unsent = 1000
     log.clear()
-    hub.publish("v1", source="test")
-    assert slow.aborted and len(hub.clients) == 1
-    assert [name for name, _ in log] == ["slow", "quick"] or [name for name, _ in log] == ["quick", "slow"]
+    hub.publish(check_version("v1"))
+    assert slow.aborted
+    assert slow_client.ended.result() == "too slow: more than 100 bytes unsent"
+    assert len(hub.clients) == 1
+    assert sorted(name for name, _ in log) == ["quick", "slow"]
+
+
+async def test_a_client_whose_data_waits_past_the_send_timeout_is_dropped_at_a_heartbeat() -> None:
+    # Only the hub's own rule can end this stream: a stand-in transport has no kernel timeout.
+    hub, log = make_hub(heartbeat=0.05, send_timeout=0.2), WriteLog()
+    hub.publish(check_version("v1"))
+    stuck, stuck_client = await join(hub, "stuck", log)
+    reading, _ = await join(hub, "reading", log)
+    stuck.unsent = 50  # under max_buffer: only time can drop it
+    hub.start()
+    try:
+        await eventually(stuck_client.ended.done, "the stuck client to be dropped")
+    finally:
+        hub.stop()
+    assert stuck_client.ended.result() == "send timed out after 0.2 s"
+    assert stuck.aborted and not reading.aborted
+
+
+async def test_a_client_whose_data_drains_in_time_stays() -> None:
+    hub, log = make_hub(heartbeat=0.05, send_timeout=0.2), WriteLog()
+    hub.publish(check_version("v1"))
+    slow, slow_client = await join(hub, "slow", log)
+    hub.start()
+    try:
+        for _ in range(3):  # unsent data that is always gone by the next look
+            slow.unsent = 50
+            await eventually(lambda: slow_client.waiting_since is not None, "the hub to see data waiting")
+            slow.unsent = 0
+            await eventually(lambda: slow_client.waiting_since is None, "the hub to see it sent")
+    finally:
+        hub.stop()
+    assert slow_client.ended.result() == "server shutting down"
+
+
+async def test_a_change_made_while_the_head_goes_out_reaches_the_new_client() -> None:
+    hub, log = make_hub(), WriteLog()
+    hub.publish(check_version("v1"))
+    transport = RecordingTransport("tab", log)
+
+    class SlowWriter(RecordingWriter):
+        async def write(self, data: bytes, *, drain: bool = True) -> None:
+            await asyncio.sleep(0)  # the change lands here
+            hub.publish(check_version("v2"))
+            await super().write(data, drain=drain)
+
+    stream = OpenedStream(
+        VersionStream(), cast(StreamWriter, SlowWriter(transport)), cast(asyncio.Transport, transport), True
+    )
+    await hub.join(stream, "tab", None)
+    assert log[-1] == ("tab", b"%x\r\n%b\r\n" % (len(V2), V2))
 
 
 async def test_the_heartbeat_serves_one_slice_of_the_clients_per_tick() -> None:
     hub, log = make_hub(heartbeat=2), WriteLog()  # two slices, one a second
-    hub.publish("v1", source="test")
+    hub.publish(check_version("v1"))
     names = [f"c{i}" for i in range(6)]
     for name in names:
         await join(hub, name, log)
@@ -101,7 +178,7 @@ async def test_the_heartbeat_serves_one_slice_of_the_clients_per_tick() -> None:
                 log.grew.clear()
                 await log.grew.wait()
     finally:
-        await hub.stop()
+        hub.stop()
     slot = {name: index % 2 for index, name in enumerate(names)}  # given in turn as they joined
     assert len({slot[name] for name, _ in log[:3]}) == 1  # the first three writes: one slice
     assert sorted(name for name, _ in log[:6]) == names  # then the other slice: everyone once

@@ -1,0 +1,68 @@
+"""Every place the sidecar leans on aiohttp's or aiohttp-sse's internals, and why.
+
+The public APIs give a stream a task and a timer per connection and re-frame each event per
+client; at 19,000 streams that is most of the memory and fan-out time (bench/RESULTS.md). So,
+narrowly, and only here:
+- aiohttp-sse's EventSourceResponse gives the stream its headers and Last-Event-ID, but its
+  prepare() would start a ping task per connection (our hub has one shared heartbeat): we run
+  aiohttp's own StreamResponse.prepare instead, and hold the head back until the first write
+  (aiohttp's `_send_headers_immediately`), so head and first event leave in one send.
+- After that first write through aiohttp's StreamWriter, each event is framed once (HTTP/1.1
+  chunked framing included, byte for byte what StreamWriter.write sends) and written straight
+  to every transport.
+- aiohttp arms a keep-alive timer per connection, which a stream never needs.
+tests/unit/test_aiohttp_internals.py fails when an upgrade changes any of this; pyproject.toml
+bounds aiohttp and aiohttp-sse to the releases it has passed on.
+"""
+
+import asyncio
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.http_writer import StreamWriter
+from aiohttp_sse import EventSourceResponse
+
+
+class VersionStream(EventSourceResponse):
+    """aiohttp-sse's stream response (its headers, Last-Event-ID) without its ping task."""
+
+    _send_headers_immediately = False
+
+    async def prepare(self, request: web.BaseRequest) -> StreamWriter:
+        writer = await web.StreamResponse.prepare(self, request)
+        assert isinstance(writer, StreamWriter)
+        return writer
+
+
+@dataclass(frozen=True, slots=True)
+class Framed:
+    """One event as it goes on the wire: plain (HTTP/1.0) and as one HTTP/1.1 chunk."""
+
+    plain: bytes
+    chunked: bytes
+
+    @classmethod
+    def of(cls, payload: bytes) -> "Framed":
+        return cls(payload, b"%x\r\n%b\r\n" % (len(payload), payload))
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedStream:
+    """A prepared stream whose head has not left yet."""
+
+    response: VersionStream
+    writer: StreamWriter
+    transport: asyncio.Transport
+    chunked: bool  # HTTP/1.1 chunked framing (known once prepared)
+
+    async def send_head_with(self, data: bytes) -> None:
+        """The head and `data` in one send; never waits for the peer."""
+        await self.writer.write(data, drain=False)
+
+
+async def open_stream(request: web.Request) -> OpenedStream:
+    response = VersionStream()
+    writer = await response.prepare(request)
+    request.protocol.keep_alive(True)  # cancels the connection's keep-alive timer
+    assert request.transport is not None
+    return OpenedStream(response, writer, request.transport, writer.chunked)

@@ -1,0 +1,32 @@
+"""The one way tests wait: poll a condition until it holds, within a bound, and say what never came."""
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(
+    condition: Callable[[], T], what: str, timeout: float = 10.0, pause: Callable[[float], object] = time.sleep
+) -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail naming `what`.
+
+    `pause` waits between polls: a browser test passes one that lets its driver run."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        pause(0.05)
+    return result
+
+
+async def eventually(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+    """wait_until for tests that run in the event loop: polls without blocking it."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return result
