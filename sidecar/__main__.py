@@ -1,8 +1,6 @@
 """Command line entry point: `version-sidecar` and `python -m sidecar`."""
 
 import asyncio
-import contextlib
-import resource
 import socket
 import sys
 from collections.abc import Sequence
@@ -12,6 +10,7 @@ from aiohttp import web
 from .app import ANNOUNCER, create_app
 from .config import DEMO_VERSION_FILE, SettingError, Settings, describe, fail, load_settings
 from .logs import configure_logging, get_logger
+from .server import fit_under_open_files_limit, run
 from .sources import Source, SourceError
 from .sources.docker import DockerSource
 from .sources.env import EnvSource
@@ -59,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             url=f"http://{settings.host}:{settings.port}/",
             change_version_with=f"echo v2 > {settings.version_file}",
         )
-    _raise_open_files_limit()
+    settings = fit_under_open_files_limit(settings)
     if settings.workers > 1:
         try:
             sockets = reuseport_sockets(settings.host, settings.port, settings.workers)
@@ -69,44 +68,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return serve(settings)
 
 
-def _raise_open_files_limit() -> None:
-    """Every stream holds a socket: lift the soft open-files limit to the hard one, as nginx's
-    worker_rlimit_nofile does, instead of failing at 1,024 clients on a default soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):  # e.g. an unlimited hard limit
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _event_loop() -> asyncio.AbstractEventLoop | None:
+def _event_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed (the `fast` extra): quicker fan-out and lighter transports."""
     try:
         import uvloop
     except ImportError:
-        return None
+        return asyncio.new_event_loop()
     return uvloop.new_event_loop()
 
 
 def serve(settings: Settings, sock: socket.socket | None = None) -> int:
-    try:
-        web.run_app(
-            build_app(settings),
-            host=None if sock else settings.host,
-            port=None if sock else settings.port,
-            sock=sock,
-            loop=_event_loop(),
-            backlog=1024,  # a reconnect storm arrives at once; the kernel caps it at somaxconn
-            handler_cancellation=True,
-            shutdown_timeout=settings.shutdown_timeout,
-            access_log=None,
-            print=None,
-        )
-    except SourceError as error:
-        fail(str(error))
-    except OSError as error:  # e.g. the port is taken
-        fail(f"--port {settings.port}: cannot listen on {settings.host}: {error.strerror or error}")
+    """Serve until a stop signal; exit status 0, or 2 with one line when it cannot start."""
+    with asyncio.Runner(loop_factory=_event_loop) as runner:
+        try:
+            status = runner.run(run(settings, build_app, sock))
+        except SourceError as error:
+            fail(str(error))
+        except OSError as error:  # e.g. the port is taken
+            fail(f"--port {settings.port}: cannot listen on {settings.host}: {error.strerror or error}")
     log.info("stopped")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

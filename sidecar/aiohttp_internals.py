@@ -11,6 +11,8 @@ narrowly, and only here:
   chunked framing included, byte for byte what StreamWriter.write sends) and written straight
   to every transport.
 - aiohttp arms a keep-alive timer per connection, which a stream never needs.
+- The connection ceiling (server.py) counts aiohttp's open connections at every accept: its
+  public `connections` builds a list each time, so the count is read from the dict behind it.
 tests/unit/test_aiohttp_internals.py fails when an upgrade changes any of this; pyproject.toml
 bounds aiohttp and aiohttp-sse to the releases it has passed on.
 """
@@ -66,3 +68,8 @@ async def open_stream(request: web.Request) -> OpenedStream:
     request.protocol.keep_alive(True)  # cancels the connection's keep-alive timer
     assert request.transport is not None
     return OpenedStream(response, writer, request.transport, writer.chunked)
+
+
+def open_connections(server: web.Server) -> int:
+    """How many connections `server` holds open now, without copying them."""
+    return len(server._connections)

@@ -27,9 +27,11 @@ async def stream_version(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     if hub.full:
         NOISE.note("client refused: too many clients", peer=request.remote, max_clients=hub.max_clients)
-        raise web.HTTPServiceUnavailable(
-            headers={"Retry-After": str(hub.retry_after_seconds)}, text="too many clients, retry later\n"
+        refusal = web.Response(
+            status=503, headers={"Retry-After": str(hub.retry_after_seconds)}, text="too many clients, retry later\n"
         )
+        refusal.force_close()  # a refused tab must not keep its connection (and a descriptor) idle
+        return refusal
     stream = await open_stream(request)
     client = await hub.join(stream, request.remote or "unknown", stream.response.last_event_id)
     try:
