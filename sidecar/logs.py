@@ -123,6 +123,13 @@ class Noise:
         except RuntimeError:  # no loop (start-up): nothing to summarise later
             del self._counts[kind]
 
+    def flush(self) -> None:
+        """Log what is still being counted (at shutdown, so no count is lost)."""
+        for kind, count in self._counts.items():
+            if count:
+                self._log.warning(f"{kind} (summary)", count=count)
+        self._counts.clear()
+
     def _summarise(self, kind: str) -> None:
         count = self._counts.pop(kind, 0)
         if count:

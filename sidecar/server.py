@@ -145,4 +145,5 @@ async def run(
     finally:
         server.close()
         await runner.cleanup()  # ends every stream (the hub's on_shutdown), then waits for handlers
+        NOISE.flush()
     return 0

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,9 +17,13 @@ def start_sidecar(tmp_path: Path) -> Iterator[StartSidecar]:
     started: list[SidecarProcess] = []
 
     def start(
-        args: Sequence[str], env: Mapping[str, str] | None = None, port: int | None = None, wait: bool = True
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        wait: bool = True,
+        **options: Any,
     ) -> SidecarProcess:
-        sidecar = SidecarProcess(args, tmp_path, env=env, port=port)
+        sidecar = SidecarProcess(args, tmp_path, env=env, port=port, **options)
         started.append(sidecar)
         if wait:
             sidecar.wait_ready()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -30,6 +31,8 @@ class SidecarProcess:
         log_dir: Path,
         env: Mapping[str, str] | None = None,
         port: int | None = None,
+        rlimits: Mapping[int, tuple[int, int]] | None = None,
+        command: Sequence[str] = ("-m", "sidecar"),
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -38,12 +41,18 @@ class SidecarProcess:
         full_env.update(env or {})
         full_env.setdefault("SIDECAR_LOG_FORMAT", "json")
         self._log = self.log_path.open("ab")
+
+        def set_rlimits() -> None:  # in the child, before it runs: resource.RLIMIT_* -> (soft, hard)
+            for which, limit in (rlimits or {}).items():
+                resource.setrlimit(which, limit)
+
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "--host", "127.0.0.1", "--port", str(self.port), *args],
+            [sys.executable, *command, "--host", "127.0.0.1", "--port", str(self.port), *args],
             cwd=log_dir,
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=set_rlimits if rlimits else None,
         )
 
     def wait_ready(self, timeout: float = 15.0) -> dict[str, object]:

@@ -1,6 +1,8 @@
-"""Reads a live SSE response (aiohttp client) event by event, with bounded waits."""
+"""Reads a live SSE stream event by event, with bounded waits: in the event loop (aiohttp client)
+or blocking (http.client, as curl -N would)."""
 
 import asyncio
+import http.client
 import json
 
 import aiohttp
@@ -38,3 +40,33 @@ class StreamReader:
         async with asyncio.timeout(timeout):
             while await self.next_version(timeout) != wanted:
                 pass
+
+
+class BlockingStream:
+    """A plain blocking HTTP client on the stream, as curl -N would be."""
+
+    def __init__(self, port: int, path: str = "/events/version") -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.connection.request("GET", path)
+        self.response = self.connection.getresponse()
+        self.parser = SSEParser()
+        self.read = 0
+
+    def versions(self, count: int) -> list[str]:
+        """The next `count` versions announced on this stream."""
+        while len(self.parser.events) < self.read + count:
+            chunk = self.response.read1(65536)
+            assert chunk, "the stream ended early"
+            self.parser.feed(chunk.decode())
+        new = self.parser.events[self.read : self.read + count]
+        self.read += count
+        return [event.last_event_id for event in new]
+
+    def wait_for_version(self, wanted: str) -> None:
+        """Read until `wanted` is announced (heartbeats of the old one may come first); the
+        connection's 10 s timeout bounds each read."""
+        while self.versions(1) != [wanted]:
+            pass
+
+    def close(self) -> None:
+        self.connection.close()

@@ -1,14 +1,34 @@
-"""The file source: a file whose stripped content is the version, watched live."""
+"""The file source: a file whose stripped content is the version, watched live.
+
+The file may be anything an operator (or a mistake) puts there: only a regular file (after
+following symlinks) is read, never blocking the event loop (a FIFO would block open(), a device
+like /dev/zero would never end), and at most MAX_FILE_BYTES of it.
+"""
 
 import asyncio
 import contextlib
+import os
+import stat
 from pathlib import Path
 
 from ..logs import get_logger
+from ..version import MAX_VERSION_LENGTH
 from . import Publish, Source, SourceError
 from .file_watch import FileWatch
 
 log = get_logger("sidecar.sources.file")
+
+# A version is at most 128 characters (up to 4 bytes each in UTF-8), with whitespace around it.
+MAX_FILE_BYTES = 4096
+assert MAX_FILE_BYTES >= 4 * MAX_VERSION_LENGTH + 64
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 
 
 class FileSource(Source):
@@ -24,12 +44,34 @@ class FileSource(Source):
         self.poll_interval = poll_interval
 
     def _read(self) -> str:
+        """The stripped content of the file; SourceError saying why there is none to use."""
         try:
-            content = self.path.read_text(encoding="utf-8").strip()
+            # O_NONBLOCK: opening a FIFO without a writer would otherwise wait for one.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise SourceError(f"{self.origin}: no such file") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise SourceError(f"{self.origin}: cannot read: {error}") from None
+        except OSError as error:
+            with contextlib.suppress(OSError):  # a socket cannot be opened: say what it is
+                if (what := _KINDS.get(stat.S_IFMT(os.stat(self.path).st_mode))) is not None:
+                    raise SourceError(f"{self.origin}: is {what}, not a regular file") from None
+            raise SourceError(f"{self.origin}: cannot open it: {error.strerror or error}") from None
+        try:
+            info = os.fstat(fd)
+            kind = stat.S_IFMT(info.st_mode)
+            if kind != stat.S_IFREG:
+                raise SourceError(f"{self.origin}: is {_KINDS.get(kind, 'of an unknown kind')}, not a regular file")
+            data = b"" if info.st_size > MAX_FILE_BYTES else os.read(fd, MAX_FILE_BYTES + 1)
+        except OSError as error:
+            raise SourceError(f"{self.origin}: cannot read it: {error.strerror or error}") from None
+        finally:
+            os.close(fd)
+        if info.st_size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:  # (it may grow after fstat)
+            size = max(info.st_size, len(data))
+            raise SourceError(f"{self.origin}: is {size} bytes long; a version file holds at most {MAX_FILE_BYTES}")
+        try:
+            content = data.decode("utf-8").strip()
+        except UnicodeDecodeError as error:
+            raise SourceError(f"{self.origin}: is not UTF-8 text ({error.reason} at byte {error.start})") from None
         if not content:
             raise SourceError(f"{self.origin}: the file is empty")
         return content

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartSidecar
-from tests.sidecar_process import SidecarProcess
-from tests.sse_parser import SSEParser
+from tests.sse_client import BlockingStream
 
 
 def run_cli(
@@ -30,27 +29,6 @@ def run_cli(
         timeout=30,
         check=False,
     )
-
-
-class BlockingStream:
-    """A plain blocking HTTP client on the stream, as curl -N would be."""
-
-    def __init__(self, sidecar: SidecarProcess) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=10)
-        self.connection.request("GET", "/events/version")
-        self.response = self.connection.getresponse()
-        self.parser = SSEParser()
-        self.read = 0
-
-    def versions(self, count: int) -> list[str]:
-        """The next `count` versions announced on this stream."""
-        while len(self.parser.events) < self.read + count:
-            chunk = self.response.read1(65536)
-            assert chunk, "the stream ended early"
-            self.parser.feed(chunk.decode())
-        new = self.parser.events[self.read : self.read + count]
-        self.read += count
-        return [event.last_event_id for event in new]
 
 
 @pytest.mark.parametrize(
@@ -90,13 +68,13 @@ def test_help_and_console_command() -> None:
 
 def test_other_env_variable_names_the_version(start_sidecar: StartSidecar) -> None:
     sidecar = start_sidecar(["--version-env", "SPOT_VERSION"], env={"SPOT_VERSION": "spot-42", "APP_VERSION": "x"})
-    assert BlockingStream(sidecar).versions(1) == ["spot-42"]
+    assert BlockingStream(sidecar.port).versions(1) == ["spot-42"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_ends_every_stream_cleanly_and_exits_0(start_sidecar: StartSidecar, sig: int) -> None:
     sidecar = start_sidecar([], env={"APP_VERSION": "v1"})
-    streams = [BlockingStream(sidecar) for _ in range(3)]
+    streams = [BlockingStream(sidecar.port) for _ in range(3)]
     for stream in streams:
         assert stream.versions(1) == ["v1"]
     sidecar.process.send_signal(sig)
@@ -117,7 +95,7 @@ def test_logs_tell_each_step(start_sidecar: StartSidecar, tmp_path: Path) -> Non
     sidecar = start_sidecar(
         ["--source", "file", "--version-file", str(version_file), "--heartbeat", "0.2", "--log-level", "debug"]
     )
-    stream = BlockingStream(sidecar)
+    stream = BlockingStream(sidecar.port)
     assert stream.versions(2) == ["v1", "v1"]  # the first event, then a heartbeat
     version_file.write_text("v2")
     while stream.versions(1) != ["v2"]:
@@ -155,7 +133,7 @@ def test_demo_serves_a_page_and_announces_edits_of_its_file(start_sidecar: Start
     page.request("GET", "/")
     body = page.getresponse().read().decode()
     assert 'data-app-version="v1"' in body and "/events/reload.js" in body
-    streams = [BlockingStream(sidecar) for _ in range(3)]
+    streams = [BlockingStream(sidecar.port) for _ in range(3)]
     for stream in streams:
         assert stream.versions(1) == ["v1"]
     version_file.write_text("v2\n")

@@ -117,7 +117,7 @@ async def test_a_secret_behind_the_version_file_is_not_copied_into_the_log() -> 
 
 async def test_an_invalid_first_version_stops_start_up_naming_the_setting() -> None:
     announcer = Announcer(ScriptedSource("v1\nretry: 0", []), make_hub())
-    with pytest.raises(SourceError, match="^--scripted: the version contains the non-printable character"):
+    with pytest.raises(SourceError, match=r"^--scripted: the version contains the non-printable character"):
         await announcer.read_initial()
 
 
