@@ -9,7 +9,7 @@ T = TypeVar("T")
 
 
 def wait_until(
-    condition: Callable[[], T], what: str, timeout: float = 10.0, pause: Callable[[float], object] = time.sleep
+    condition: Callable[[], T | None], what: str, timeout: float = 10.0, pause: Callable[[float], object] = time.sleep
 ) -> T:
     """Poll `condition` until it returns something truthy, and return that; fail naming `what`.
 
@@ -22,7 +22,7 @@ def wait_until(
     return result
 
 
-async def eventually(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+async def eventually(condition: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
     """wait_until for tests that run in the event loop: polls without blocking it."""
     deadline = time.monotonic() + timeout
     while not (result := condition()):
