@@ -11,8 +11,9 @@ narrowly, and only here:
   chunked framing included, byte for byte what StreamWriter.write sends) and written straight
   to every transport.
 - aiohttp arms a keep-alive timer per connection, which a stream never needs.
-- The connection ceiling (server.py) counts aiohttp's open connections at every accept: its
-  public `connections` builds a list each time, so the count is read from the dict behind it.
+- The connection ceiling (server.py) counts aiohttp's open connections at every accept (its
+  public `connections` builds a list each time, so the count is read from the dict behind it),
+  and at the ceiling closes the oldest connection with no request in progress.
 tests/unit/test_aiohttp_internals.py fails when an upgrade changes any of this; pyproject.toml
 bounds aiohttp and aiohttp-sse to the releases it has passed on.
 """
@@ -70,6 +71,25 @@ async def open_stream(request: web.Request) -> OpenedStream:
     return OpenedStream(response, writer, request.transport, writer.chunked)
 
 
-def open_connections(server: web.Server) -> int:
-    """How many connections `server` holds open now, without copying them."""
-    return len(server._connections)
+class ConnectionCount:
+    """How many connections a server holds open, counting one it has just closed as gone at once
+    (aiohttp forgets a connection only once its handler task has finished, an iteration later)."""
+
+    def __init__(self, server: web.Server) -> None:
+        self._server = server
+        self._closing: set[object] = set()  # closed by close_oldest_idle, not yet forgotten
+
+    def __len__(self) -> int:
+        open_now = self._server._connections  # its public `connections` copies them into a list
+        self._closing.intersection_update(open_now)
+        return len(open_now) - len(self._closing)
+
+    def close_oldest_idle(self) -> bool:
+        """Close the longest-open connection that has no request in progress (a stream always
+        has one); False if there is none."""
+        for handler, transport in self._server._connections.items():  # in the order they opened
+            if not handler._request_in_progress and handler not in self._closing:
+                transport.abort()
+                self._closing.add(handler)
+                return True
+        return False

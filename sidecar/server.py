@@ -3,7 +3,8 @@
 Not aiohttp's run_app, for three reasons: a second SIGTERM during shutdown must not turn a clean
 exit into an error; SIGHUP ends the process as cleanly as SIGTERM; and the listening socket gets
 a protocol factory that closes connections over a ceiling at once, so a burst of connections can
-never take the last descriptors from the version source, /healthz or /metrics.
+never take the last descriptors from the version source, and idle ones make room for /healthz
+and /metrics.
 """
 
 import asyncio
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .aiohttp_internals import open_connections
+from .aiohttp_internals import ConnectionCount
 from .config import Settings
 from .logs import NOISE, get_logger
 
@@ -88,9 +89,14 @@ class _CloseAtOnce(asyncio.Protocol):
 
 
 def _ceiling(server: web.Server, ceiling: int) -> Callable[[], asyncio.BaseProtocol]:
+    connections = ConnectionCount(server)
+
     def protocol() -> asyncio.BaseProtocol:
-        if open_connections(server) >= ceiling:
-            return _CloseAtOnce(ceiling)
+        # At the ceiling, an idle connection makes room: the newcomer may be /healthz.
+        if len(connections) >= ceiling:
+            if not connections.close_oldest_idle():
+                return _CloseAtOnce(ceiling)
+            NOISE.note("idle connection closed to make room", open_connections_at_most=ceiling)
         return server()
 
     return protocol
