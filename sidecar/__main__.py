@@ -3,7 +3,7 @@
 import asyncio
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -77,11 +77,15 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve(settings: Settings, sock: socket.socket | None = None) -> int:
+def serve(
+    settings: Settings,
+    sock: socket.socket | None = None,
+    build: Callable[[Settings], Awaitable[web.Application]] = build_app,
+) -> int:
     """Serve until a stop signal; exit status 0, or 2 with one line when it cannot start."""
     with asyncio.Runner(loop_factory=_event_loop) as runner:
         try:
-            status = runner.run(run(settings, build_app, sock))
+            status = runner.run(run(settings, build, sock))
         except SourceError as error:
             fail(str(error))
         except OSError as error:  # e.g. the port is taken

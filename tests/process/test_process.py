@@ -71,7 +71,7 @@ def test_other_env_variable_names_the_version(start_sidecar: StartSidecar) -> No
     assert BlockingStream(sidecar.port).versions(1) == ["spot-42"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_ends_every_stream_cleanly_and_exits_0(start_sidecar: StartSidecar, sig: int) -> None:
     sidecar = start_sidecar([], env={"APP_VERSION": "v1"})
     streams = [BlockingStream(sidecar.port) for _ in range(3)]
