@@ -1,9 +1,10 @@
 """The one way tests wait: poll a condition until it holds, within a bound, and say what never came."""
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -22,11 +23,24 @@ def wait_until(
     return result
 
 
-async def eventually(condition: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
-    """wait_until for tests that run in the event loop: polls without blocking it."""
+@overload
+async def eventually(condition: Callable[[], Awaitable[T | None]], what: str, timeout: float = 10.0) -> T: ...
+
+
+@overload
+async def eventually(condition: Callable[[], T | None], what: str, timeout: float = 10.0) -> T: ...
+
+
+async def eventually(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """wait_until for tests that run in the event loop: polls without blocking it; `condition`
+    may be a coroutine function."""
     deadline = time.monotonic() + timeout
-    while not (result := condition()):
+    while not (result := await _value_of(condition())):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(0.02)
     return result
+
+
+async def _value_of(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result

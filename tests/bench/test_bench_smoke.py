@@ -25,7 +25,9 @@ def test_every_client_gets_every_change(server: str, tmp_path: Path) -> None:
     result = run_fanout(server, CLIENTS, tmp_path, client_processes=2, changes=CHANGES)
     assert (result.ready, result.errors, result.lost) == (CLIENTS, 0, 0)
     assert len(result.latencies) == CLIENTS * CHANGES
-    assert result.rss_connected > 0
+    # The memory reading is the server's own: a fresh server grows with its connections, by
+    # kilobytes each (about 11 KB for the sidecar, 14 KB for nchan in bench/RESULTS.md).
+    assert 0 < result.bytes_per_client < 100_000, result.bytes_per_client
 
 
 def test_two_sidecar_workers_each_serve_every_change(tmp_path: Path) -> None:
@@ -42,4 +44,5 @@ def test_clients_come_back_after_a_sidecar_restart(tmp_path: Path) -> None:
 def test_leak_check_runs_its_cycles(tmp_path: Path) -> None:
     result = run_leak("sidecar", 400, tmp_path, batch=200, warmup=200)
     assert result.errors == 0
-    assert result.rss_end > 0
+    assert result.rss_start > 10 << 20, "not the memory of a running Python server"
+    assert result.growth < 0.5, f"memory grew by {result.growth:.0%} over {result.cycles} connect/close cycles"

@@ -18,7 +18,10 @@ def test_a_second_sigterm_during_shutdown_still_exits_0(start_sidecar: StartSide
     stream = BlockingStream(sidecar.port)
     assert stream.versions(1) == ["v1"]
     sidecar.process.send_signal(signal.SIGTERM)
-    events = lambda: [event["event"] for event in sidecar.log_events()]  # noqa: E731
+
+    def events() -> list[object]:
+        return [event["event"] for event in sidecar.log_events()]
+
     wait_until(lambda: "shutdown held until the release file exists" in events(), "the shutdown to begin")
     sidecar.process.send_signal(signal.SIGTERM)
     wait_until(lambda: "already stopping" in events(), "the second signal to be seen")

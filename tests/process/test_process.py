@@ -6,13 +6,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import StartSidecar
 from tests.sse_client import BlockingStream
+from tests.waiting import wait_until
 
 
 def run_cli(
@@ -102,7 +102,6 @@ def test_logs_tell_each_step(start_sidecar: StartSidecar, tmp_path: Path) -> Non
         pass
     stream.connection.close()
     version_file.unlink()
-    deadline = time.monotonic() + 10
     wanted = {
         "client connected",
         "initial version sent",
@@ -111,12 +110,13 @@ def test_logs_tell_each_step(start_sidecar: StartSidecar, tmp_path: Path) -> Non
         "client disconnected",
         "source error, keeping the last good version",
     }
-    while True:
+
+    def all_logged() -> dict[str, dict[str, object]] | None:
         events = {str(e["event"]): e for e in sidecar.log_events()}
         missing_file_seen = "no such file" in str(events.get("source error, keeping the last good version"))
-        if (wanted <= events.keys() and missing_file_seen) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+        return events if wanted <= events.keys() and missing_file_seen else None
+
+    events = wait_until(all_logged, f"each of {sorted(wanted)} in the log")
     assert wanted <= events.keys(), sidecar.logs()
     assert events["client connected"]["clients"] == 1
     assert events["client disconnected"]["clients"] == 0

@@ -14,8 +14,9 @@ async def test_a_write_and_a_rename_over_wake_the_watch(tmp_path: Path) -> None:
     watch = FileWatch(version_file)
     assert watch.start(), "inotify is not available on this Linux machine"
     try:
+        # inotify queues an event when the write's close() returns: read the queue right away.
         (tmp_path / "other.txt").write_text("not the version file\n")
-        await asyncio.sleep(0.2)
+        watch._read_events()
         assert not watch.changed.is_set()
         version_file.write_text("v2\n")
         await asyncio.wait_for(watch.changed.wait(), 10)
@@ -36,7 +37,7 @@ async def test_the_file_source_announces_a_write_before_its_next_poll(tmp_path: 
 
     follower = asyncio.create_task(source.follow(seen.put_nowait))
     try:
-        await asyncio.sleep(0.2)  # let the watch start
+        await asyncio.sleep(0)  # the follower starts its watch before it first waits
         version_file.write_text("v2\n")
         assert await asyncio.wait_for(seen.get(), 10) == "v2"
     finally:
