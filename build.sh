@@ -92,9 +92,22 @@ commit_time() {
     TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ "$1"
 }
 
+# public_url URL: the remote as it may appear in an image label, without what can hold a
+# secret: user info (user:password@ or a token as user name: all before the host's last "@"), a
+# query or a fragment (?private_token=...). scp-like user@host:path loses the user too.
+public_url() {
+    local url="${1%%[?#]*}"
+    if [[ "$url" =~ ^([A-Za-z][A-Za-z0-9+.-]*://)([^/]*@)?(.*)$ ]]; then
+        url="${BASH_REMATCH[1]}${BASH_REMATCH[3]}"
+    elif [[ "$url" =~ ^[^/]*@([^/@]+:.*)$ ]]; then
+        url="${BASH_REMATCH[1]}"
+    fi
+    echo "$url"
+}
+
 source_url="unknown"
 if have_git; then
-    source_url="$(git config --get remote.origin.url || echo unknown)"
+    source_url="$(public_url "$(git config --get remote.origin.url || echo unknown)")"
     if [[ -z "$version" ]]; then
         version="$(git rev-parse --short HEAD)$(dirty)"
     fi

@@ -110,3 +110,33 @@ def test_an_app_only_commit_keeps_the_sidecar_version(project: Path) -> None:
     second_app, second_sidecar = versions()
     assert first_app != second_app
     assert first_sidecar == second_sidecar
+
+
+def build(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("APP_VERSION", "SIDECAR_VERSION")}
+    return subprocess.run(["./build.sh", *args], cwd=project, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("remote", "label", "secret"),
+    [
+        ("https://deploy:hunter2@git.example.test/shop.git", "https://git.example.test/shop.git", "hunter2"),
+        ("https://ghp_s3cr3tT0ken@github.com/o/shop.git", "https://github.com/o/shop.git", "ghp_s3cr3tT0ken"),
+        ("https://x-access-token:ghs_abc@github.com/o/shop", "https://github.com/o/shop", "ghs_abc"),
+        ("https://u:p%40ss@host.test:8443/o/shop.git", "https://host.test:8443/o/shop.git", "p%40ss"),
+        ("https://gitlab.test/o/shop.git?private_token=glpat-xyz", "https://gitlab.test/o/shop.git", "glpat-xyz"),
+        ("ssh://git@github.com/o/shop.git", "ssh://github.com/o/shop.git", "git@"),
+        ("tok3n@github.com:o/shop.git", "github.com:o/shop.git", "tok3n"),
+        ("https://github.com/o/shop.git", "https://github.com/o/shop.git", None),
+        ("https://host.test/o/shop@v1.git", "https://host.test/o/shop@v1.git", None),
+    ],
+)
+def test_the_source_label_carries_the_remote_without_credentials(
+    project: Path, remote: str, label: str, secret: str | None
+) -> None:
+    git(project, "remote", "add", "origin", remote)
+    done = build(project, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count(f"--build-arg SOURCE={label} ") == 2, done.stderr  # the app and the sidecar
+    if secret is not None:
+        assert secret not in done.stdout + done.stderr
