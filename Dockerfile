@@ -9,13 +9,27 @@ ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS build
 ARG PIP_NO_INDEX=0
-ARG PIP_FIND_LINKS=/src/wheelhouse
+ARG PIP_FIND_LINKS=/src
 ARG PIP_DISABLE_PIP_VERSION_CHECK=1
-# .dockerignore lets in only what the package needs, plus wheelhouse/ when it exists.
-COPY . /src
+WORKDIR /src
+# The dependencies first, in a layer of their own that only pyproject.toml (and the wheelhouse)
+# can change, so a change to the sidecar's code does not install them again. The wheels of
+# wheelhouse/, when it exists, land in /src (COPY takes a folder's content; the pattern may
+# match nothing).
+COPY pyproject.toml wheelhouse* ./
+RUN python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+        > requirements.txt \
+    && python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+# Then the sidecar itself. README.md stays out of the build (.dockerignore): build.sh versions
+# this image by the files it is built from, and a docs-only commit must not replace a running
+# sidecar. hatchling only needs the readme pyproject.toml names to exist: a stand-in does.
 # pip leaves the venv once it has installed the sidecar: the final image needs neither.
-RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir /src \
+COPY LICENSE ./
+COPY sidecar/ sidecar/
+COPY client/ client/
+RUN echo "version-sidecar: see README.md in its source repository" > README.md \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps . \
     && /opt/venv/bin/python -m pip uninstall --yes --quiet pip
 
 FROM ${BASE_IMAGE}

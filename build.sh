@@ -12,8 +12,9 @@ Builds two images:
   sidecar  SIDECAR_IMAGE:SIDECAR_VERSION (default version-sidecar) from the Dockerfile
 
 VERSION is `git rev-parse --short HEAD`, with "-dirty" when tracked files have changes.
-SIDECAR_VERSION is the short SHA of the last commit that changed the sidecar's own files, so a
-deploy that changes only the app rebuilds the same sidecar image and leaves it running.
+SIDECAR_VERSION is the short SHA of the last commit that changed the files the sidecar image is
+built from (Dockerfile, .dockerignore, pyproject.toml, LICENSE, sidecar/, client/), so a deploy
+that changes only the app or the docs rebuilds the same sidecar image and leaves it running.
 
 Options:
   --version VERSION   use VERSION for the app instead of the git SHA
@@ -39,8 +40,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 DOCKER="${DOCKER:-docker}"
 APP_IMAGE="${APP_IMAGE:-version-sidecar-example-app}"
 SIDECAR_IMAGE="${SIDECAR_IMAGE:-version-sidecar}"
-# The files the sidecar image is built from (see .dockerignore).
-SIDECAR_PATHS=(Dockerfile .dockerignore pyproject.toml README.md sidecar client)
+# The files the sidecar image is built from (what .dockerignore lets in, and the two that say how):
+# only a change to one of these makes a new sidecar image (README.md is not one).
+SIDECAR_PATHS=(Dockerfile .dockerignore pyproject.toml LICENSE sidecar client)
 
 version=""
 dry_run=false

@@ -1,5 +1,6 @@
-"""End to end, as a user deploys: deploy.sh twice on two commits of a project holding the
-example app, under a real Docker Engine, with a Chromium tab open through nginx in between."""
+"""End to end, as a user deploys: deploy.sh four times on four commits of a project holding the
+example app (an app change, a sidecar change, a broken app), under a real Docker Engine, with a
+Chromium tab open through nginx throughout."""
 
 import json
 import os
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
 # What a project using the sidecar holds: the example app, the sidecar, the deploy files.
 PROJECT_FILES = [
-    "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "sidecar", "client",
+    "Dockerfile", ".dockerignore", "pyproject.toml", "LICENSE", "README.md", "sidecar", "client",
     "nginx", "examples", "docker-compose.yml", "deploy.sh", "build.sh",
 ]  # fmt: skip
 DEPLOY_TIMEOUT = 900  # seconds; the first run on a fresh engine builds every layer (vfs is slow)
@@ -67,6 +68,14 @@ def deploy(project: Path, env: dict[str, str], *args: str, succeed: bool = True)
     output = done.stdout + done.stderr
     assert (done.returncode == 0) == succeed, f"deploy.sh exited with {done.returncode}:\n{output[-6000:]}"
     return output
+
+
+def build_step_cached(output: str, step: str) -> bool:
+    """Whether BuildKit's plain progress in `output` shows the sidecar build step holding `step`
+    as taken from the cache (the step fails the test when it is not in the output at all)."""
+    found = re.search(rf"^#(\d+) \[build \d+/\d+\] .*{re.escape(step)}", output, re.MULTILINE)
+    assert found, f"no build step with {step!r} in:\n{output}"
+    return re.search(rf"^#{found.group(1)} CACHED$", output, re.MULTILINE) is not None
 
 
 def compose(project: Path, env: dict[str, str], *args: str) -> str:
@@ -167,14 +176,17 @@ def test_each_deploy_reaches_the_open_tab_and_a_broken_one_fails(
     wait_for_version(page, second, timeout=30_000)
     expect(page.get_by_role("status")).to_have_count(0)
 
-    # A commit that changes the sidecar too: a new sidecar container, nginx reloads to reach it,
-    # and the tab, reconnected through nginx, hears of the new version.
-    readme = project / "README.md"
-    readme.write_text(readme.read_text(encoding="utf-8") + "\nA change to the sidecar's files.\n")
+    # A commit that changes the sidecar's code too: a new sidecar image that reuses the layer of
+    # its dependencies, a new sidecar container, nginx reloads to reach it, and the tab,
+    # reconnected through nginx, hears of the new version.
+    code = project / "sidecar/__init__.py"
+    code.write_text(code.read_text(encoding="utf-8") + "# A change to the sidecar's code.\n")
     git(project, "commit", "-q", "-am", "a new sidecar")
     third = git(project, "rev-parse", "--short", "HEAD")
     output = deploy(project, env)
     assert "deploy.sh: the sidecar was replaced: nginx reloaded to reach the new one" in output
+    assert build_step_cached(output, "-r requirements.txt"), f"the dependencies were installed again:\n{output}"
+    assert not build_step_cached(output, "COPY sidecar/"), f"the new code was not copied:\n{output}"
     assert compose(project, env, "ps", "-q", "sidecar").strip() != sidecar_before
     expect(toast).to_contain_text(f"A new version ({third}) is available.", timeout=30_000)
     page.get_by_role("button", name="Reload").click()

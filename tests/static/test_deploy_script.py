@@ -140,3 +140,62 @@ def test_the_source_label_carries_the_remote_without_credentials(
     assert done.stderr.count(f"--build-arg SOURCE={label} ") == 2, done.stderr  # the app and the sidecar
     if secret is not None:
         assert secret not in done.stdout + done.stderr
+
+
+def image_inputs() -> list[str]:
+    """What the sidecar image is built from: the Dockerfile, .dockerignore and what that lets in
+    (wheelhouse/ aside: a local, untracked folder of wheels for offline builds)."""
+    ignore = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    let_in = [line[1:].strip("/") for line in ignore if line.startswith("!")]
+    return ["Dockerfile", ".dockerignore", *(name for name in let_in if name != "wheelhouse")]
+
+
+def test_only_what_goes_into_the_image_versions_the_sidecar(project: Path) -> None:
+    for name in [*image_inputs(), "README.md"]:
+        source, target = REPO / name, project / name
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "the sidecar's files")
+
+    def sidecar_version() -> str:
+        done = build(project, "--print-versions")
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()[1].removeprefix("SIDECAR_VERSION=")
+
+    def change(name: str) -> None:
+        path = project / name
+        edited = min(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else path
+        with edited.open("a", encoding="utf-8") as file:
+            file.write("\n# edited\n")
+
+    before = sidecar_version()
+    for name in ["README.md", "docker-compose.yml", "deploy.sh", "examples/app/index.html"]:
+        change(name)
+        assert sidecar_version() == before, f"an uncommitted change to {name} marks the sidecar dirty"
+        git(project, "commit", "-q", "-am", f"edit {name}")
+        assert sidecar_version() == before, f"a commit to {name} changes the sidecar's version"
+    for name in image_inputs():
+        change(name)
+        assert sidecar_version() == before + "-dirty", name
+        git(project, "add", ".")
+        git(project, "commit", "-q", "-m", f"edit {name}")
+        after = sidecar_version()
+        assert after not in (before, before + "-dirty"), f"a commit to {name} keeps the sidecar's version"
+        before = after
+
+
+def test_the_dependencies_are_installed_before_the_code_is_copied() -> None:
+    """A change to the code must not make the image install aiohttp again: the step that installs
+    the dependencies sees only pyproject.toml (and the optional wheelhouse)."""
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = [line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    instructions = [(line[0], line[1] if len(line) > 1 else "") for line in lines]
+    build_stage = instructions[[kind for kind, _ in instructions].index("FROM") :]
+    copies = [(i, arguments) for i, (kind, arguments) in enumerate(build_stage) if kind == "COPY"]
+    install = next(i for i, (kind, arguments) in enumerate(build_stage) if kind == "RUN" and "-r requirements" in arguments)
+    assert [arguments for i, arguments in copies if i < install] == ["pyproject.toml wheelhouse* ./"]
+    code = [i for i, arguments in copies if arguments.startswith(("sidecar/", "client/"))]
+    assert len(code) == 2 and min(code) > install
