@@ -16,6 +16,8 @@ SIDECAR_VERSION is the short SHA of the last commit that changed the files the s
 built from (Dockerfile, .dockerignore, pyproject.toml, LICENSE, sidecar/, client/), so a deploy
 that changes only the app or the docs rebuilds the same sidecar image and leaves it running.
 
+Needs bash 4.4 or newer and Linux (GNU date), git, and a docker client.
+
 Options:
   --version VERSION   use VERSION for the app instead of the git SHA
   -n, --dry-run       print the build commands without running them
@@ -35,6 +37,11 @@ die() {
     echo "build.sh: error: $*" >&2
     exit 1
 }
+
+# Empty arrays under `set -u` need bash 4.4 (macOS ships 3.2 as /bin/bash).
+if ((BASH_VERSINFO[0] < 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] < 4))); then
+    die "needs bash 4.4 or newer (this is $BASH_VERSION)"
+fi
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 DOCKER="${DOCKER:-docker}"

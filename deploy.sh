@@ -15,6 +15,9 @@ Deploys docker-compose.yml (the app, the version sidecar, nginx in front):
   4. waits until the app's new containers are healthy and carry the new version.
 Exits non-zero on any failure: no git, no docker, a failed build, an unhealthy app.
 
+Needs bash 4.4 or newer and Linux (GNU stat and date), git, and a docker client with Compose
+(the plugin, or docker-compose).
+
 Options:
   --version VERSION   deploy VERSION instead of the git SHA
   -n, --dry-run       print what would run, change nothing
@@ -30,6 +33,11 @@ die() {
     echo "deploy.sh: error: $*" >&2
     exit 1
 }
+
+# Empty arrays under `set -u` and mapfile need bash 4.4 (macOS ships 3.2 as /bin/bash).
+if ((BASH_VERSINFO[0] < 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] < 4))); then
+    die "needs bash 4.4 or newer (this is $BASH_VERSION)"
+fi
 
 say() {
     echo "deploy.sh: $*" >&2
@@ -125,10 +133,12 @@ fi
 # state_of CONTAINER: "HEALTH RESTARTS VERSION" from one inspect. HEALTH is healthy, unhealthy
 # or starting while it runs (healthy when it has no healthcheck), else its state: created,
 # restarting, exited...; RESTARTS counts its restart policy's restarts (a crash loop when > 0);
-# VERSION is its image's version label (may be empty).
+# VERSION is its image's version label (may be empty). docker's errors go to $inspect_errors.
+inspect_errors="$(mktemp)"
+trap 'rm -f "$inspect_errors"' EXIT
 state_of() {
     "$DOCKER" inspect --format \
-        '{{if ne .State.Status "running"}}{{.State.Status}}{{else if .State.Health}}{{.State.Health.Status}}{{else}}healthy{{end}} {{.RestartCount}} {{index .Config.Labels "org.opencontainers.image.version"}}' "$1"
+        '{{if ne .State.Status "running"}}{{.State.Status}}{{else if .State.Health}}{{.State.Health.Status}}{{else}}healthy{{end}} {{.RestartCount}} {{index .Config.Labels "org.opencontainers.image.version"}}' "$1" 2>"$inspect_errors"
 }
 
 say "waiting up to ${timeout}s for the app to be healthy"
@@ -138,7 +148,16 @@ while true; do
     [[ ${#containers[@]} -gt 0 ]] || die "no container of the service $APP_SERVICE is running"
     waiting=""
     for container in "${containers[@]}"; do
-        state="$(state_of "$container")"
+        if ! state="$(state_of "$container")"; then
+            # Compose (or someone) removed it after `ps` listed it: list the containers again.
+            error="$(head -n 1 "$inspect_errors")"
+            if [[ "$error" == *"No such"* ]]; then
+                say "the app container ${container:0:12} went away while being checked; looking again"
+                waiting="${container:0:12} went away"
+                break
+            fi
+            die "reading the app container ${container:0:12} failed: $error"
+        fi
         read -r health restarts running_version <<<"$state"
         # Compose gave up because the app turned unhealthy; a crash-looping container may be
         # caught just after a restart, when its health reads "starting" again.
@@ -147,7 +166,7 @@ while true; do
         fi
         case "$health" in
             unhealthy | exited | dead | restarting)
-                "$DOCKER" inspect --format '{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}' "$container" >&2 || true
+                "$DOCKER" inspect --format '{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}' "$container" 2>/dev/null >&2 || true
                 "${compose[@]}" logs --tail 20 "$APP_SERVICE" >&2 || true
                 die "the app container ${container:0:12} is $health (version $running_version)"
                 ;;

@@ -195,7 +195,86 @@ def test_the_dependencies_are_installed_before_the_code_is_copied() -> None:
     instructions = [(line[0], line[1] if len(line) > 1 else "") for line in lines]
     build_stage = instructions[[kind for kind, _ in instructions].index("FROM") :]
     copies = [(i, arguments) for i, (kind, arguments) in enumerate(build_stage) if kind == "COPY"]
-    install = next(i for i, (kind, arguments) in enumerate(build_stage) if kind == "RUN" and "-r requirements" in arguments)
+    runs = [(i, arguments) for i, (kind, arguments) in enumerate(build_stage) if kind == "RUN"]
+    install = next(i for i, arguments in runs if "-r requirements" in arguments)
     assert [arguments for i, arguments in copies if i < install] == ["pyproject.toml wheelhouse* ./"]
     code = [i for i, arguments in copies if arguments.startswith(("sidecar/", "client/"))]
     assert len(code) == 2 and min(code) > install
+
+
+FAKE_DOCKER = r"""#!/usr/bin/env bash
+# A stand-in docker client. `compose ps -q SERVICE` prints $FAKE/ps-SERVICE; `inspect ID` prints
+# $FAKE/inspect-ID, or when $FAKE/gone-ID exists, prints its first line as docker's error and
+# replaces ps-app with its other lines (the container went away; compose may have made another).
+fake="$FAKE_DOCKER_STATE"
+case "$1" in
+    build) exit 0 ;;
+    inspect)
+        id="${*: -1}"
+        if [[ -e "$fake/gone-$id" ]]; then
+            head -n 1 "$fake/gone-$id" >&2
+            tail -n +2 "$fake/gone-$id" >"$fake/ps-app"
+            exit 1
+        fi
+        cat "$fake/inspect-$id"
+        ;;
+    compose)
+        if [[ "$2" == ps ]]; then
+            cat "$fake/ps-${*: -1}" 2>/dev/null
+        fi
+        ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path, project: Path) -> Path:
+    """A docker client that knows one healthy app container, `aaa`, at the project's version."""
+    state = tmp_path / "fake-docker"
+    state.mkdir()
+    client = state / "docker"
+    client.write_text(FAKE_DOCKER, encoding="utf-8")
+    client.chmod(0o755)
+    (state / "ps-app").write_text("aaa\n", encoding="utf-8")
+    (state / "ps-sidecar").write_text("sss\n", encoding="utf-8")
+    (state / "inspect-aaa").write_text(f"healthy 0 {git(project, 'rev-parse', '--short', 'HEAD')}\n", encoding="utf-8")
+    return state
+
+
+def deploy_with(project: Path, fake: Path) -> subprocess.CompletedProcess[str]:
+    return run(project, "--timeout", "20", DOCKER=str(fake / "docker"), FAKE_DOCKER_STATE=str(fake))
+
+
+def test_a_container_replaced_while_being_checked_is_looked_up_again(project: Path, fake_docker: Path) -> None:
+    (fake_docker / "gone-old").write_text("Error: No such object: old\naaa\n", encoding="utf-8")
+    (fake_docker / "ps-app").write_text("old\n", encoding="utf-8")
+    done = deploy_with(project, fake_docker)
+    assert done.returncode == 0, done.stderr
+    assert "deploy.sh: the app container old went away while being checked; looking again\n" in done.stderr
+    assert "No such object" not in done.stderr
+    assert f"deploy.sh: deployed app {git(project, 'rev-parse', '--short', 'HEAD')}: 1 healthy" in done.stderr
+
+
+def test_a_container_gone_for_good_is_a_one_line_error(project: Path, fake_docker: Path) -> None:
+    (fake_docker / "gone-aaa").write_text("Error: No such object: aaa\n", encoding="utf-8")
+    done = deploy_with(project, fake_docker)
+    assert done.returncode == 1
+    assert "No such object" not in done.stderr
+    assert done.stderr.endswith(
+        "deploy.sh: the app container aaa went away while being checked; looking again\n"
+        "deploy.sh: error: no container of the service app is running\n"
+    ), done.stderr
+
+
+def test_another_inspect_failure_is_named_in_one_line(project: Path, fake_docker: Path) -> None:
+    error = "Cannot connect to the Docker daemon at unix:///x.sock"
+    (fake_docker / "gone-aaa").write_text(f"{error}\naaa\n", encoding="utf-8")
+    done = deploy_with(project, fake_docker)
+    assert done.returncode == 1
+    assert done.stderr.endswith(f"deploy.sh: error: reading the app container aaa failed: {error}\n"), done.stderr
+
+
+def test_help_says_what_the_scripts_need(project: Path) -> None:
+    assert "Needs bash 4.4 or newer and Linux" in run(project, "--help").stdout
+    assert "Needs bash 4.4 or newer and Linux" in build(project, "--help").stdout
