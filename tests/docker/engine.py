@@ -5,7 +5,7 @@ For the docker and e2e tiers:
   wrote); fails with a clear message when none answers.
 - `PrivateEngine(state_dir)`: an engine of the test's own (start, stop, restart under a test).
 - `Engine.build_app_image(tag, version)`: a FROM-scratch image holding a static busybox (also as
-  /bin/sh, so shell healthchecks work) whose version arrives as the build arg APP_VERSION and
+  /bin/sh, so shell healthchecks work) whose version arrives as the build arg VERSION and
   becomes the label org.opencontainers.image.version, exactly as the project's Dockerfile does.
 - `Engine.run_app(name, image, ...)`: runs one (sleeping) app container.
 - `Engine.cleanup()`: removes every container and image this object created.
@@ -32,8 +32,8 @@ APP_DOCKERFILE = f"""\
 FROM scratch
 COPY busybox /bin/busybox
 COPY busybox /bin/sh
-ARG APP_VERSION
-LABEL {VERSION_LABEL}="$APP_VERSION"
+ARG VERSION
+LABEL {VERSION_LABEL}="${{VERSION}}"
 ENTRYPOINT ["/bin/busybox"]
 # A shell as PID 1 that ends on SIGTERM, so `docker stop` (and an engine shutdown) is quick.
 CMD ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
@@ -73,7 +73,7 @@ class Engine:
             shutil.copy(BUSYBOX, Path(context) / "busybox")
             (Path(context) / "Dockerfile").write_text(APP_DOCKERFILE)
             self.images.append(tag)
-            self.docker("build", "--quiet", "--tag", tag, "--build-arg", f"APP_VERSION={version}", context)
+            self.docker("build", "--quiet", "--tag", tag, "--build-arg", f"VERSION={version}", context)
         return tag
 
     def run_app(

@@ -1,0 +1,75 @@
+"""README's claims that can be checked against the repository: the code map, the test tiers,
+the commands of its first lines, one name for the label's build arg, the numbers it quotes."""
+
+import re
+import subprocess
+
+from sidecar.config import Settings
+from tests.docker.engine import APP_DOCKERFILE
+from tests.sidecar_process import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def section(title: str) -> str:
+    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_code_map_has_a_line_for_every_top_level_entry() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    entries = {path.split("/", 1)[0] + ("/" if "/" in path else "") for path in tracked.splitlines()}
+    named = set(re.findall(r"`([^`\s]+)`", "\n".join(re.findall(r"^- (.*?):", section("Code map"), re.M))))
+    named |= set(re.findall(r"`([^`\s]+)`: ", section("Code map")))
+    assert entries - named == set(), "top-level entries missing from README's code map"
+    assert named - entries == set(), "README's code map names what is not in the repository"
+
+
+def test_the_tests_section_describes_every_tier() -> None:
+    tiers = {f"tests/{folder.name}" for folder in (REPO / "tests").iterdir() if any(folder.glob("test_*.py"))}
+    described = set(re.findall(r"^- `(tests/\w+)`:", section("Tests"), re.M))
+    assert tiers - described == set(), "tiers missing from README's Tests section"
+    assert described - tiers == set(), "README's Tests section describes tiers that do not exist"
+
+
+def test_the_e2e_tier_deploys_as_often_as_readme_says() -> None:
+    deploys = len(re.findall(r"\bdeploy\(project, env", (REPO / "tests/e2e/test_deploy.py").read_text()))
+    said = {2: "twice", 3: "three times", 4: "four times"}[deploys]
+    assert f"deploys them {said}" in section("Adopting it in your app")
+    assert f"`deploy.sh` {said}" in section("Tests")
+
+
+def test_what_ci_run_does_is_what_readme_says() -> None:
+    ci_run = (REPO / ".ci/run").read_text(encoding="utf-8")
+    top = README.split("\n## ", 1)[0]
+    for package in ["nginx", "chromium", "docker.io", "docker-compose", "shellcheck", "debootstrap", "python3-venv"]:
+        assert re.search(rf"^\s.*\b{re.escape(package)}\b", ci_run, re.M), package
+    assert "python3-venv" in top  # the demo needs it on Debian's and Ubuntu's own Python
+    assert "--stop" in (REPO / ".ci/start-dockerd").read_text(encoding="utf-8")
+    assert "stop it with `.ci/start-dockerd --stop`" in top
+
+
+def test_the_version_labels_build_arg_has_one_name() -> None:
+    texts = {
+        name: (REPO / name).read_text(encoding="utf-8")
+        for name in ["README.md", "Dockerfile", "examples/app/Dockerfile", "tests/docker/engine.py", "build.sh"]
+    }
+    texts["the docker tier's app image"] = APP_DOCKERFILE
+    label_args = {
+        (name, arg)
+        for name, text in texts.items()
+        for arg in re.findall(r'org\.opencontainers\.image\.version="\$\{?(\w+)\}?"', text)
+    }
+    assert {arg for _, arg in label_args} == {"VERSION"}, label_args
+    labelled = {"README.md", "Dockerfile", "examples/app/Dockerfile", "the docker tier's app image"}
+    assert {name for name, _ in label_args} == labelled
+    passed = {arg for text in texts.values() for arg in re.findall(r"--build-arg[\s\"',f]+(\w*VERSION)=", text)}
+    assert passed == {"VERSION"}, passed
+    compose = (REPO / "docker-compose.yml").read_text(encoding="utf-8")
+    assert re.findall(r"^\s+(\w*VERSION): ", compose, re.M) == ["VERSION", "VERSION"]
+
+
+def test_quoted_client_numbers_say_how_max_clients_was_set() -> None:
+    default = Settings.__dataclass_fields__["max_clients"].default
+    [raised] = re.findall(r'"--max-clients", "(\d+)"', (REPO / "bench/servers.py").read_text(encoding="utf-8"))
+    performance = section("Performance")
+    assert f"`--max-clients` raised to {int(raised):,} for the run; the default is {default:,}" in performance
