@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,8 @@ def test_each_deploy_reaches_the_open_tab_and_a_broken_one_fails(
     # its dependencies, a new sidecar container, nginx reloads to reach it, and the tab,
     # reconnected through nginx, hears of the new version.
     code = project / "sidecar/__init__.py"
-    code.write_text(code.read_text(encoding="utf-8") + "# A change to the sidecar's code.\n")
+    # Unique to this run, so the engine's build cache (kept between runs) cannot hold this code.
+    code.write_text(code.read_text(encoding="utf-8") + f"# A change to the sidecar's code: {time.time_ns()}\n")
     git(project, "commit", "-q", "-am", "a new sidecar")
     third = git(project, "rev-parse", "--short", "HEAD")
     output = deploy(project, env)
@@ -188,10 +190,17 @@ def test_each_deploy_reaches_the_open_tab_and_a_broken_one_fails(
     assert build_step_cached(output, "-r requirements.txt"), f"the dependencies were installed again:\n{output}"
     assert not build_step_cached(output, "COPY sidecar/"), f"the new code was not copied:\n{output}"
     assert compose(project, env, "ps", "-q", "sidecar").strip() != sidecar_before
-    expect(toast).to_contain_text(f"A new version ({third}) is available.", timeout=30_000)
-    page.get_by_role("button", name="Reload").click()
+    # The new sidecar container may take the old one's address and answer the tab before nginx
+    # reloads, while deploy.sh still waits: by the time it returns, the toast's 30 s countdown may
+    # already have reloaded the tab onto the new version. Either way the toast was shown first.
+    told = "v => document.documentElement.dataset.appVersion === v || window.versionSidecar?.latestVersion === v"
+    page.wait_for_function(told, arg=third, timeout=30_000)
+    if page.locator("html").get_attribute("data-app-version") != third:
+        expect(toast).to_contain_text(f"A new version ({third}) is available.", timeout=30_000)
+        page.get_by_role("button", name="Reload").click()
     expect(page.locator("html")).to_have_attribute("data-app-version", third, timeout=15_000)
     wait_for_version(page, third, timeout=30_000)
+    assert f"[version-sidecar] New version {third} available; toast shown" in console, console
 
     # A deploy whose app never becomes healthy fails, and the open tab is not told about it.
     server = project / "examples/app/server.py"
