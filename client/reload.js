@@ -3,6 +3,10 @@
 (function () {
   "use strict";
   if (window.versionSidecar) return; // the script was included twice
+  // The floor (README, "Support"): older browsers get nothing, never an error.
+  if (!window.EventSource || !window.URL || !window.CustomEvent || !document.documentElement.attachShadow) {
+    return console.log("[version-sidecar] This browser lacks EventSource or shadow DOM: no update notices");
+  }
 
   var script = document.currentScript || {};
   var data = script.dataset || {};
@@ -54,10 +58,36 @@
     }
   }, true);
 
+  // A page controlled by a service worker (a PWA) would reload into the worker's cached old
+  // page: first let the worker update, activate a waiting one (Workbox's SKIP_WAITING
+  // message) and wait, bounded, for it to take control.
+  var SW_WAIT_MS = 5000;
+
   function reload() {
     reloadedFor(latestVersion);
     log("Reloading for version " + latestVersion);
-    location.reload();
+    var workers = navigator.serviceWorker;
+    if (!workers || !workers.controller) return location.reload();
+    var pending = true;
+    var go = function () {
+      if (pending) location.reload();
+      pending = false;
+    };
+    setTimeout(go, SW_WAIT_MS);
+    workers.addEventListener("controllerchange", go);
+    workers.getRegistration().then(function (registration) {
+      if (!registration) return go();
+      return registration.update().then(function () {
+        var worker = registration.waiting || registration.installing;
+        if (!worker) return go(); // the worker did not change: a plain reload
+        log("Activating the updated service worker, then reloading");
+        var activate = function () {
+          if (worker.state === "installed") worker.postMessage({ type: "SKIP_WAITING" });
+        };
+        worker.addEventListener("statechange", activate);
+        activate();
+      });
+    }).then(null, go);
   }
 
   // Called for every version heard, from the stream or from the leader tab.
@@ -173,7 +203,10 @@
       if (host) host.remove();
       return;
     }
-    if (deadline && deadline <= Date.now()) return reload(); // it ran out while the tab was hidden
+    if (deadline && deadline <= Date.now()) { // it ran out while the tab was hidden: a short one, seen
+      deadline = Date.now() + Math.min(10, countdownSeconds) * 1000;
+      log("The countdown ran out while the tab was hidden: " + Math.min(10, countdownSeconds) + " s more");
+    }
     if (!host) buildToast();
     var parts = texts.message.split("{version}");
     messageLine.textContent = parts[0];
@@ -209,83 +242,111 @@
   }, true);
 
   // One stream per browser: one tab (the leader) holds the EventSource and relays each
-  // version to the others. The election runs on BroadcastChannel alone, so it works on
-  // plain-HTTP origins too, where the Web Locks API does not exist.
+  // version to the others over BroadcastChannel. Leading means holding an open IndexedDB
+  // connection; every other tab keeps a request to upgrade that database pending, which
+  // the browser blocks until the leader's connection is gone. The browser itself closes
+  // it when the leading tab closes, crashes or navigates away, so the first waiting tab
+  // takes over at once, whether or not the leader said goodbye, and a leader whose timers
+  // are throttled in a hidden tab stays leader. No Web Locks: works on plain HTTP too.
 
-  var BEAT_MS = 1000; // the leader says so this often
-  var LEADER_TIMEOUT_MS = 3500; // silence after which followers elect a new leader
-  var CLAIM_MS = 250; // how long a claim waits for objections
-  var tabId = Math.random().toString(36).slice(2);
-  var channel = window.BroadcastChannel ? new BroadcastChannel("version-sidecar " + streamUrl) : null;
+  var DATABASE = "version-sidecar " + streamUrl;
+  var shared = !!(window.BroadcastChannel && window.indexedDB); // else: a stream per tab
+  var channel = null;
   var role = "electing"; // "electing", "leader" or "follower"
-  var term = 0; // when this tab became leader; the newest leader wins a conflict
-  var leaderSeen = 0;
+  var connection = null; // the leader's IndexedDB connection
+  var attempt = 0; // bumped when the page leaves: answers to older requests are dropped
   var source = null;
   var failures = 0;
-  var reconnectTimer, claimTimer, beatTimer;
+  var reconnectTimer;
 
   function post(message) {
-    message.from = tabId;
     if (channel) channel.postMessage(message);
   }
 
-  function claim() {
-    role = "electing";
-    post({ type: "claim" });
-    clearTimeout(claimTimer);
-    claimTimer = setTimeout(function () {
-      if (role === "electing") lead();
-    }, CLAIM_MS);
+  function join() {
+    attempt++;
+    channel = new BroadcastChannel(DATABASE);
+    channel.onmessage = function (event) {
+      var message = event.data || {};
+      if (message.type === "hello" && role === "leader") post({ type: "version", version: latestVersion });
+      if (message.type === "version" && role !== "leader") {
+        follow();
+        if (message.version) receive(message.version);
+      }
+    };
+    post({ type: "hello" }); // the leader, if any, answers with the latest version
+    ask(0);
   }
 
-  function lead() {
+  // Open the database; upgrading it (to one above the version it is at) is winning.
+  function ask(version) {
+    var mine = attempt;
+    var won = false;
+    var request;
+    try {
+      request = version ? indexedDB.open(DATABASE, version) : indexedDB.open(DATABASE);
+    } catch (error) { // e.g. storage denied in a sandboxed frame
+      return alone();
+    }
+    request.onblocked = function () {
+      if (mine === attempt) follow();
+    };
+    request.onupgradeneeded = function () {
+      won = true;
+    };
+    request.onsuccess = function () {
+      var opened = request.result;
+      if (mine !== attempt) return opened.close(); // the page left meanwhile
+      if (won) return lead(opened);
+      opened.close(); // another tab leads, or just took over: wait behind it
+      ask(opened.version + 1);
+    };
+    request.onerror = function (event) {
+      event.preventDefault();
+      if (mine !== attempt) return;
+      if (request.error && request.error.name === "VersionError") ask(0); // another tab went higher
+      else alone();
+    };
+  }
+
+  function alone() {
+    log("IndexedDB is not available: this tab keeps a connection of its own");
+    shared = false;
+    if (channel) channel.close();
+    channel = null;
+    lead(null);
+  }
+
+  function lead(opened) {
+    connection = opened;
+    if (opened) {
+      opened.onversionchange = null; // a waiting tab asks; leading means not letting go
+      opened.onclose = function () { // the browser closed it (say, site data cleared)
+        log("The browser closed this tab's lead");
+        resign();
+        join();
+      };
+      log("This tab leads: it holds the one connection for all tabs");
+    }
     role = "leader";
-    term = Date.now();
-    if (channel) log("This tab leads: it holds the one connection for all tabs");
-    beat();
-    beatTimer = setInterval(beat, BEAT_MS);
+    if (latestVersion) post({ type: "version", version: latestVersion });
     connect();
   }
 
-  function beat() {
-    post({ type: "leader", term: term, version: latestVersion });
-  }
-
-  function follow(leader) {
-    if (role === "leader") {
-      log("Another tab leads: closing this tab's connection");
-      clearInterval(beatTimer);
-      disconnect();
-    }
-    if (role !== "follower") log("Following tab " + leader + ", which holds the connection");
+  function follow() {
+    if (role !== "follower") log("Following the leading tab, which holds the connection");
     role = "follower";
-    leaderSeen = Date.now();
   }
 
-  if (channel) channel.onmessage = function (event) {
-    var message = event.data || {};
-    if (message.type === "leader") {
-      // Two leaders (after a stalled tab woke up): the newer one stays, the other follows.
-      if (role === "leader" && (message.term < term || (message.term === term && message.from < tabId))) return;
-      follow(message.from);
-      if (message.version && message.version !== latestVersion) receive(message.version);
-    } else if (message.type === "claim") {
-      if (role === "leader") beat(); // tell the newcomer who leads
-      else if (role === "electing" && message.from < tabId) follow(message.from); // the smaller id wins
-    } else if (message.type === "version" && role === "follower") {
-      leaderSeen = Date.now();
-      receive(message.version);
-    } else if (message.type === "bye" && role === "follower") {
-      claim();
-    }
-  };
-
-  setInterval(function () {
-    if (role === "follower" && Date.now() - leaderSeen > LEADER_TIMEOUT_MS) {
-      log("The leading tab went quiet");
-      claim();
-    }
-  }, BEAT_MS);
+  function resign() {
+    attempt++;
+    disconnect();
+    if (connection) connection.close();
+    connection = null;
+    if (channel) channel.close();
+    channel = null;
+    role = "electing";
+  }
 
   // The stream (leader only)
 
@@ -321,15 +382,16 @@
     source = null;
   }
 
+  // Back/forward cache: hold nothing while the page is away, rejoin when it comes back.
   window.addEventListener("pagehide", function () {
-    if (role !== "leader") return;
-    clearInterval(beatTimer);
-    disconnect();
-    post({ type: "bye" });
-    role = "electing"; // if the page comes back from the back-forward cache, it claims again
+    if (shared) resign();
+    else disconnect();
   });
   window.addEventListener("pageshow", function (event) {
-    if (event.persisted && role === "electing") claim();
+    if (!event.persisted) return;
+    if (shared) join();
+    else connect();
+    render();
   });
 
   window.versionSidecar = {
@@ -340,6 +402,6 @@
     reload: reload
   };
 
-  if (channel) claim();
-  else lead(); // no BroadcastChannel: every tab keeps its own stream
+  if (shared) join();
+  else alone();
 })();

@@ -18,6 +18,16 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from tests.browser.engines import (
+    BROWSER_TIER,
+    ChromiumEngine,
+    Engine,
+    FirefoxBridge,
+    FirefoxEngine,
+    ForwardProxy,
+    WebKitEngine,
+    xvfb_display,
+)
 from tests.conftest import StartSidecar
 from tests.nginx.nginx_server import NginxServer
 from tests.sidecar_process import REPO, SidecarProcess
@@ -33,6 +43,13 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--host-resolver-rules=MAP app.test 127.0.0.1",
+]
+# Playwright turns these off by default; users have them on (the back/forward cache test needs it).
+PLAYWRIGHT_DEFAULTS_USERS_LACK = [
+    "--disable-back-forward-cache",
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-renderer-backgrounding",
 ]
 ARTIFACTS = REPO / "test-artifacts"
 # Fast enough for tests: a heartbeat every second, reconnects after 0.3 s.
@@ -107,15 +124,13 @@ class StandInApp:
 
 
 @dataclass
-class Site:
-    """The sidecar, the stand-in app, nginx in front of both, and a browser context on it."""
+class Stack:
+    """The sidecar, the stand-in app and nginx in front of both, as an app's users reach them."""
 
     sidecar: SidecarProcess
     app: StandInApp
     nginx: NginxServer
-    context: BrowserContext
     start_sidecar: StartSidecar
-    console: dict[Page, list[str]] = field(default_factory=dict)
 
     @property
     def origin(self) -> str:
@@ -135,6 +150,26 @@ class Site:
         scratch.write_text(version + "\n", encoding="utf-8")
         os.replace(scratch, self.app.version_file)
 
+    def restart_sidecar(self, *extra_args: str) -> None:
+        """Stop the sidecar and start it again on the same port and version file."""
+        self.sidecar.stop()
+        args = [*SIDECAR_ARGS, "--version-file", str(self.app.version_file), *extra_args]
+        self.sidecar = self.start_sidecar(args, port=self.sidecar.port)
+
+    def stream_count(self) -> int:
+        """Streams the sidecar holds open (its /healthz)."""
+        clients = self.sidecar.health()["clients"]
+        assert isinstance(clients, int)
+        return clients
+
+
+@dataclass
+class Site(Stack):
+    """The stack, and a Playwright context of Debian's Chromium on it."""
+
+    context: BrowserContext
+    console: dict[Page, list[str]] = field(default_factory=dict)
+
     def open(self, path: str = "/app", page: AppPage | None = None, wait: bool = True) -> Page:
         """Open `path` in a new tab (registering `page` for it); with `wait`, return once its client
         has heard the deployed version."""
@@ -148,18 +183,6 @@ class Site:
         if wait and self.pages[path].script:
             wait_for_version(tab, self.app.deployed())
         return tab
-
-    def restart_sidecar(self, *extra_args: str) -> None:
-        """Stop the sidecar and start it again on the same port and version file."""
-        self.sidecar.stop()
-        args = [*SIDECAR_ARGS, "--version-file", str(self.app.version_file), *extra_args]
-        self.sidecar = self.start_sidecar(args, port=self.sidecar.port)
-
-    def stream_count(self) -> int:
-        """Streams the sidecar holds open (its /healthz)."""
-        clients = self.sidecar.health()["clients"]
-        assert isinstance(clients, int)
-        return clients
 
 
 def wait_for_version(page: Page, version: str, timeout: float = 10_000) -> None:
@@ -189,6 +212,13 @@ def wait_until(page: Page, condition: Callable[[], bool], what: str, timeout: fl
         waited += 100
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of this tier carries the `browser` marker (`-m "not browser"` skips the tier)."""
+    for item in items:
+        if BROWSER_TIER in item.path.parents:
+            item.add_marker(pytest.mark.browser)
+
+
 # Package scope: the sync driver is closed before the other tiers run their event loops.
 @pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
@@ -200,24 +230,71 @@ def playwright() -> Iterator[Playwright]:
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not CHROMIUM.is_file():
         pytest.fail(f"the browser tier needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        ignore_default_args=PLAYWRIGHT_DEFAULTS_USERS_LACK,
+    )
     yield browser
     browser.close()
 
 
 @pytest.fixture
-def site(browser: Browser, start_sidecar: StartSidecar, tmp_path: Path) -> Iterator[Site]:
+def stack(start_sidecar: StartSidecar, tmp_path: Path) -> Iterator[Stack]:
     version_file = tmp_path / "version.txt"
     version_file.write_text("v1\n", encoding="utf-8")
     sidecar = start_sidecar([*SIDECAR_ARGS, "--version-file", str(version_file)])
     app = StandInApp(version_file)
     app_server = app.serve()
     nginx = NginxServer(tmp_path / "nginx", sidecar.port, app_server.server_address[1])
-    context = browser.new_context(viewport={"width": 900, "height": 600})
     try:
-        yield Site(sidecar, app, nginx, context, start_sidecar)
+        yield Stack(sidecar, app, nginx, start_sidecar)
     finally:
-        context.close()
         nginx.stop()
         app_server.shutdown()
         app_server.server_close()
+
+
+@pytest.fixture
+def site(browser: Browser, stack: Stack) -> Iterator[Site]:
+    context = browser.new_context(viewport={"width": 900, "height": 600})
+    try:
+        yield Site(stack.sidecar, stack.app, stack.nginx, stack.start_sidecar, context)
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="package")
+def firefox_bridge() -> Iterator[FirefoxBridge]:
+    bridge = FirefoxBridge()
+    yield bridge
+    bridge.quit()
+
+
+@pytest.fixture(scope="package")
+def webkit_driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebKitEngine]:
+    proxy = ForwardProxy(tmp_path_factory.mktemp("forward-proxy"))
+    try:
+        with xvfb_display() as display:
+            engine = WebKitEngine(display, proxy.port)
+            try:
+                yield engine
+            finally:
+                engine.quit()
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture(params=["chromium", "firefox", "webkit"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """Each engine in turn (its browser shared by the tier); the tabs a test opens are closed after it."""
+    chosen: Engine
+    if request.param == "chromium":
+        chosen = ChromiumEngine(request.getfixturevalue("browser"))
+    elif request.param == "firefox":
+        chosen = FirefoxEngine(request.getfixturevalue("firefox_bridge"))
+    else:
+        chosen = request.getfixturevalue("webkit_driver")
+    yield chosen
+    chosen.close_all()
