@@ -3,10 +3,8 @@
 (function () {
   "use strict";
   if (window.versionSidecar) return; // the script was included twice
-  // The floor (README, "Support"): older browsers get nothing, never an error.
-  if (!window.EventSource || !window.URL || !window.CustomEvent || !document.documentElement.attachShadow) {
-    return console.log("[version-sidecar] This browser lacks EventSource or shadow DOM: no update notices");
-  }
+  // Below the support floor (README): nothing, never an error.
+  if (!window.EventSource || !window.URL || !window.CustomEvent || !document.documentElement.attachShadow) return;
 
   var script = document.currentScript || {};
   var data = script.dataset || {};
@@ -23,8 +21,6 @@
   var LOG = "[version-sidecar] ";
   var RELOADED_FOR = "version-sidecar:reloaded-for";
 
-  // What this page knows
-
   var pageVersion = document.documentElement.getAttribute("data-app-version") || null;
   var latestVersion = null; // the last version announced
   var offered = null; // the new version the toast (or the app) was told about
@@ -36,8 +32,8 @@
     console.log(LOG + text);
   }
 
-  // The reload-loop guard: the version this tab last reloaded for, kept in sessionStorage
-  // (it lives across reloads; it throws in some sandboxed frames: then there is no guard).
+  // The reload-loop guard: the version this tab last reloaded for (sessionStorage lives
+  // across reloads; it throws in some sandboxed frames: then there is no guard).
   function reloadedFor(version) {
     try {
       if (version === undefined) return sessionStorage.getItem(RELOADED_FOR);
@@ -58,29 +54,25 @@
     }
   }, true);
 
-  // A page controlled by a service worker (a PWA) would reload into the worker's cached old
-  // page: first let the worker update, activate a waiting one (Workbox's SKIP_WAITING
-  // message) and wait, bounded, for it to take control.
-  var SW_WAIT_MS = 5000;
-
+  // Under a service worker (a PWA), a plain reload brings back its cached old page: first
+  // update it, tell a new waiting worker to take over (Workbox's SKIP_WAITING message) and
+  // reload once it controls the page, or after 5 s at most.
   function reload() {
     reloadedFor(latestVersion);
     log("Reloading for version " + latestVersion);
     var workers = navigator.serviceWorker;
     if (!workers || !workers.controller) return location.reload();
-    var pending = true;
     var go = function () {
-      if (pending) location.reload();
-      pending = false;
+      if (go) location.reload();
+      go = null;
     };
-    setTimeout(go, SW_WAIT_MS);
+    setTimeout(go, 5000);
     workers.addEventListener("controllerchange", go);
     workers.getRegistration().then(function (registration) {
-      if (!registration) return go();
       return registration.update().then(function () {
         var worker = registration.waiting || registration.installing;
-        if (!worker) return go(); // the worker did not change: a plain reload
-        log("Activating the updated service worker, then reloading");
+        if (!worker) return go(); // unchanged
+        log("Activating the new service worker first");
         var activate = function () {
           if (worker.state === "installed") worker.postMessage({ type: "SKIP_WAITING" });
         };
@@ -241,20 +233,18 @@
     log("Loading " + link.href + " in full for version " + offered);
   }, true);
 
-  // One stream per browser: one tab (the leader) holds the EventSource and relays each
-  // version to the others over BroadcastChannel. Leading means holding an open IndexedDB
-  // connection; every other tab keeps a request to upgrade that database pending, which
-  // the browser blocks until the leader's connection is gone. The browser itself closes
-  // it when the leading tab closes, crashes or navigates away, so the first waiting tab
-  // takes over at once, whether or not the leader said goodbye, and a leader whose timers
-  // are throttled in a hidden tab stays leader. No Web Locks: works on plain HTTP too.
+  // One stream per browser: the leading tab holds the EventSource and relays versions over
+  // BroadcastChannel. Leading is holding an IndexedDB connection; the others wait on an
+  // upgrade of that database, which the browser blocks until it releases the leader's
+  // connection as the tab closes, crashes or navigates away: no goodbye or timer needed,
+  // so throttling cannot unseat a hidden leader. Works on plain HTTP (no Web Locks).
 
   var DATABASE = "version-sidecar " + streamUrl;
   var shared = !!(window.BroadcastChannel && window.indexedDB); // else: a stream per tab
   var channel = null;
   var role = "electing"; // "electing", "leader" or "follower"
-  var connection = null; // the leader's IndexedDB connection
-  var attempt = 0; // bumped when the page leaves: answers to older requests are dropped
+  var connection = null; // the leader's
+  var attempt = 0; // bumped as the page leaves: answers to older requests are dropped
   var source = null;
   var failures = 0;
   var reconnectTimer;
@@ -278,7 +268,7 @@
     ask(0);
   }
 
-  // Open the database; upgrading it (to one above the version it is at) is winning.
+  // Opening the database with an upgrade (above its version) is winning; blocked is following.
   function ask(version) {
     var mine = attempt;
     var won = false;
@@ -303,9 +293,7 @@
     };
     request.onerror = function (event) {
       event.preventDefault();
-      if (mine !== attempt) return;
-      if (request.error && request.error.name === "VersionError") ask(0); // another tab went higher
-      else alone();
+      if (mine === attempt) request.error.name === "VersionError" ? ask(0) : alone(); // VersionError: it went higher
     };
   }
 
@@ -319,10 +307,8 @@
 
   function lead(opened) {
     connection = opened;
-    if (opened) {
-      opened.onversionchange = null; // a waiting tab asks; leading means not letting go
+    if (opened) { // never closed on a versionchange: that is the others waiting
       opened.onclose = function () { // the browser closed it (say, site data cleared)
-        log("The browser closed this tab's lead");
         resign();
         join();
       };
@@ -382,7 +368,7 @@
     source = null;
   }
 
-  // Back/forward cache: hold nothing while the page is away, rejoin when it comes back.
+  // Back/forward cache: hold nothing while away, rejoin on return.
   window.addEventListener("pagehide", function () {
     if (shared) resign();
     else disconnect();
