@@ -93,6 +93,7 @@ class StandInApp:
     version_file: Path
     pages: dict[str, AppPage] = field(default_factory=dict)
     page_loads: dict[str, int] = field(default_factory=dict)
+    files: Path | None = None  # static files served at the other paths ("/" is index.html)
 
     def deployed(self) -> str:
         return self.version_file.read_text(encoding="utf-8").strip()
@@ -105,11 +106,19 @@ class StandInApp:
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 page = app.pages.get(path)
+                file = app.files / (path.lstrip("/") or "index.html") if app.files and page is None else None
+                status, body = 200, b""
                 if page is not None:
+                    body = page.markup(app.deployed())
+                elif file is not None and file.is_file():
+                    body = file.read_bytes()
+                else:
+                    status, body = 404, b"not found"
+                if status == 200:
                     app.page_loads[path] = app.page_loads.get(path, 0) + 1
-                body = page.markup(app.deployed()) if page is not None else b"not found"
-                self.send_response(200 if page is not None else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_response(status)
+                kind = "text/javascript" if path.endswith(".js") else "text/html; charset=utf-8"
+                self.send_header("Content-Type", kind)
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -8,6 +8,7 @@ test-artifacts/handover-ENGINE.txt, never asserted). Only Chromium has a clock t
 """
 
 import time
+from functools import partial
 from typing import Any
 
 from tests.browser.conftest import ARTIFACTS, AppPage, Stack
@@ -75,7 +76,11 @@ def wait_for_heartbeats(tab: Tab, version: str, count: int) -> None:
 
 
 def reloaded_onto(tab: Tab, version: str) -> bool:
-    return safely(tab, "!window.loadedOnce && document.documentElement.dataset.appVersion") == version
+    return bool(safely(tab, "!window.loadedOnce && document.documentElement.dataset.appVersion") == version)
+
+
+def shows(tab: Tab, text: str) -> bool:
+    return text in toast_text(tab)
 
 
 def test_the_toast_offers_the_new_version_and_reload_loads_it(engine: Engine, stack: Stack) -> None:
@@ -129,7 +134,7 @@ def test_three_tabs_share_one_stream(engine: Engine, stack: Stack) -> None:
     assert len(connecting) == 1, "more than one tab opened a stream"
     stack.deploy("v2")
     for tab in tabs:
-        poll(lambda tab=tab: "A new version (v2) is available." in toast_text(tab), f"{engine.name}: every toast")
+        poll(partial(shows, tab, "A new version (v2) is available."), f"{engine.name}: every toast")
     assert stack.stream_count() == 1
 
 
@@ -156,5 +161,5 @@ def test_when_the_leading_tab_is_closed_another_takes_over(engine: Engine, stack
 
     stack.deploy("v2")
     for tab in tabs:
-        poll(lambda tab=tab: "A new version (v2) is available." in toast_text(tab), f"{engine.name}: every toast")
+        poll(partial(shows, tab, "A new version (v2) is available."), f"{engine.name}: every toast")
     assert stack.stream_count() == 1

@@ -1,0 +1,88 @@
+"""What only Chromium lets a test control: the back/forward cache, and a service worker (a PWA)."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import AppPage, Site, wait_for_log, wait_for_version, wait_until
+from tests.browser.engines import BROWSER_TIER
+
+NO_AUTO_RELOAD = AppPage(script_attributes='data-countdown="0"')
+REMEMBER_PAGESHOW = """
+  if (!window.pageshows) addEventListener("pageshow", (event) => window.pageshows.push(event.persisted));
+  window.pageshows = [];
+"""
+
+
+def role(page: Page) -> str:
+    value = page.evaluate("window.versionSidecar.role")
+    assert isinstance(value, str)
+    return value
+
+
+def restored_from_cache(page: Page) -> None:
+    """Fail, with Chromium's reasons, unless `page` came back from the back/forward cache."""
+    shows = page.evaluate("window.pageshows")  # undefined after a fresh load
+    if shows != [True]:
+        reasons = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0].notRestoredReasons)")
+        raise AssertionError(f"not restored from the back/forward cache (pageshows {shows}): {reasons}")
+
+
+def leave_and_come_back(site: Site, page: Page) -> None:
+    page.evaluate(REMEMBER_PAGESHOW)
+    page.goto(site.origin + "/elsewhere")
+    page.go_back(wait_until="commit")  # a page restored from the cache fires no load event
+    restored_from_cache(page)
+
+
+def test_the_back_forward_cache_keeps_the_page_and_it_rejoins(site: Site) -> None:
+    site.pages["/elsewhere"] = AppPage(script=False)
+    first = site.open("/app", NO_AUTO_RELOAD)
+    second = site.open("/app", NO_AUTO_RELOAD)
+    wait_until(second, lambda: role(first) == "leader" and role(second) == "follower", "the second tab to follow")
+    # The leading tab leaves (the other takes over), then a following one (waiting on the database).
+    for step in ("leading", "following"):
+        leave_and_come_back(site, first)
+        wait_until(first, lambda: role(first) == "follower", f"the {step} tab to follow on its return")
+        assert role(second) == "leader"
+        wait_until(first, lambda: site.stream_count() == 1, "one stream")
+    site.deploy("v2")
+    for page in (first, second):
+        expect(page.get_by_role("status")).to_contain_text("A new version (v2) is available.")
+    assert site.stream_count() == 1
+
+
+def make_shell(folder: Path, version: str) -> None:
+    """The PWA as deployed at `version`: its page, and a Workbox service worker precaching it."""
+    register = "<script>navigator.serviceWorker.register('/sw.js')</script>"
+    page = AppPage(version=version, head=register, script_attributes='data-countdown="0"')
+    (folder / "index.html").write_bytes(page.markup(version))
+    node = shutil.which("node")
+    assert node is not None, "the browser tier needs Node.js (Debian's nodejs)"
+    subprocess.run([node, "make_service_worker.mjs", str(folder)], cwd=BROWSER_TIER, check=True, timeout=60)
+
+
+def test_a_pwa_lands_on_the_new_version_with_one_reload(site: Site, tmp_path: Path) -> None:
+    shell = tmp_path / "shell"
+    shell.mkdir()
+    make_shell(shell, "v1")
+    site.app.files = shell
+    page = site.context.new_page()
+    lines: list[str] = []
+    page.on("console", lambda message: lines.append(message.text))
+    site.console[page] = lines
+    # Service workers need a secure context: 127.0.0.1 is one, the plain-HTTP app.test is not.
+    page.goto(site.nginx.url + "/")
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    wait_for_version(page, "v1")
+
+    make_shell(shell, "v2")  # the deploy: a new page, so a new worker; then the sidecar tells
+    site.deploy("v2")
+    expect(page.get_by_role("status")).to_contain_text("A new version (v2) is available.")
+    page.get_by_role("button", name="Reload").click()
+    expect(page.locator("html")).to_have_attribute("data-app-version", "v2", timeout=15_000)
+    wait_for_version(page, "v2")
+    expect(page.get_by_role("status")).to_have_count(0)
+    wait_for_log(site, page, "[version-sidecar] Activating the new service worker first")
