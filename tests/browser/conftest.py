@@ -179,12 +179,15 @@ class Site(Stack):
     context: BrowserContext
     console: dict[Page, list[str]] = field(default_factory=dict)
 
-    def open(self, path: str = "/app", page: AppPage | None = None, wait: bool = True) -> Page:
+    def open(self, path: str = "/app", page: AppPage | None = None, wait: bool = True, clock: bool = False) -> Page:
         """Open `path` in a new tab (registering `page` for it); with `wait`, return once its client
-        has heard the deployed version."""
+        has heard the deployed version; with `clock`, the page's timers run on Playwright's clock, so
+        a test can move time on (`page.clock.run_for`) to show that nothing happens."""
         if page is not None:
             self.pages[path] = page
         tab = self.context.new_page()
+        if clock:
+            tab.clock.install()
         lines: list[str] = []
         tab.on("console", lambda message: lines.append(message.text))
         self.console[tab] = lines
@@ -209,6 +212,13 @@ def wait_for_log(site: Site, page: Page, text: str, timeout: float = 10_000) -> 
             raise AssertionError(f"no console line with {text!r}; got:\n" + "\n".join(site.console[page]))
         page.wait_for_timeout(100)
         waited += 100
+
+
+def wait_for_heartbeats(site: Site, page: Page, version: str, count: int = 2) -> None:
+    """Wait until `count` more announcements of `version` reached `page` (the sidecar sends one a second)."""
+    line = f"[version-sidecar] Version update received: {version} "
+    before = sum(text.startswith(line) for text in site.console[page])
+    wait_until(page, lambda: sum(text.startswith(line) for text in site.console[page]) >= before + count, "heartbeats")
 
 
 def wait_until(page: Page, condition: Callable[[], bool], what: str, timeout: float = 10_000) -> None:

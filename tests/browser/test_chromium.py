@@ -86,3 +86,24 @@ def test_a_pwa_lands_on_the_new_version_with_one_reload(site: Site, tmp_path: Pa
     wait_for_version(page, "v2")
     expect(page.get_by_role("status")).to_have_count(0)
     wait_for_log(site, page, "[version-sidecar] Activating the new service worker first")
+
+
+def test_a_leader_whose_timers_stall_keeps_leading(site: Site) -> None:
+    # A hidden tab's timers may wake once a minute (Chromium's intensive throttling) or not at all.
+    # Chromium's own throttling would not engage in this headless set-up (see DESIGN field notes),
+    # so the leading tab's clock is stopped outright, while the others' clocks run 20 s on.
+    site.restart_sidecar("--heartbeat", "30")  # as deployed: the relay is quiet between versions
+    leader = site.open("/app", NO_AUTO_RELOAD, clock=True)
+    followers = [site.open("/app", NO_AUTO_RELOAD, clock=True) for _ in range(2)]
+    wait_until(leader, lambda: [role(tab) for tab in followers] == ["follower"] * 2, "two following tabs")
+    leader.clock.pause_at(leader.evaluate("Date.now()") + 1000)
+    for follower in followers:
+        follower.clock.run_for(20_000)
+    assert [role(tab) for tab in [leader, *followers]] == ["leader", "follower", "follower"]
+    for follower in followers:
+        quiet = [line for line in site.console[follower] if "leads" in line or "went quiet" in line]
+        assert not quiet, f"a following tab tried to take over: {quiet}"
+    site.deploy("v2")  # the stalled leader still relays: events are not timers
+    for follower in followers:
+        expect(follower.get_by_role("status")).to_contain_text("A new version (v2) is available.")
+    assert site.stream_count() == 1
