@@ -11,6 +11,7 @@ from tests.browser.conftest import (
     wait_for_log,
     wait_for_version,
 )
+from tests.sidecar_process import REPO
 
 HOSTILE_CSS = "<style>* { all: unset !important; } div { display: none !important; }</style>"
 FORM = '<form><label>Comment <textarea name="comment"></textarea></label></form>'
@@ -252,3 +253,24 @@ def test_silent_mode_turns_the_next_link_click_into_a_full_page_load(site: Site)
     reloads_onto(page, "v2")
     assert site.page_loads == {"/app": 2}
     expect(page.locator("#view")).to_have_text("view /app")
+
+
+def test_the_toast_as_the_readme_shows_it(site: Site) -> None:
+    """Regenerates client/toast.png, the README's picture of the toast."""
+    body = "<h1>Your app</h1><p>Its own content, left as it is.</p>"
+    page = site.open("/app", AppPage(body=body), clock=True)
+    page.emulate_media(reduced_motion="reduce")  # no slide-in half way through
+    page.clock.pause_at(page.evaluate("Date.now()") + 1000)  # the countdown stays at 30 s
+    site.deploy("v2")
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text("Reloading in 30 s.")
+    box = toast.bounding_box()
+    assert box is not None
+    margin = 16
+    clip = {
+        "x": box["x"] - margin,
+        "y": box["y"] - margin,
+        "width": box["width"] + 2 * margin,
+        "height": box["height"] + 2 * margin,
+    }
+    page.screenshot(path=REPO / "client" / "toast.png", clip=clip)
