@@ -4,6 +4,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import AppPage, Site, wait_for_log, wait_for_version, wait_until
@@ -107,3 +108,20 @@ def test_a_leader_whose_timers_stall_keeps_leading(site: Site) -> None:
     for follower in followers:
         expect(follower.get_by_role("status")).to_contain_text("A new version (v2) is available.")
     assert site.stream_count() == 1
+
+
+def test_when_the_leading_tab_crashes_another_takes_over(site: Site) -> None:
+    leader = site.open("/app", NO_AUTO_RELOAD)
+    follower = site.open("/app", NO_AUTO_RELOAD)
+    wait_until(follower, lambda: role(follower) == "follower", "the second tab to follow")
+    crashes: list[Page] = []
+    leader.on("crash", lambda page: crashes.append(page))
+    try:  # the renderer dies: no pagehide, nothing said
+        leader.goto("chrome://crash", timeout=5000)
+    except PlaywrightError:
+        pass
+    wait_until(follower, lambda: bool(crashes), "the leading tab to crash")
+    wait_until(follower, lambda: role(follower) == "leader", "the other tab to take over")
+    wait_until(follower, lambda: site.stream_count() == 1, "its stream alone")
+    site.deploy("v2")
+    expect(follower.get_by_role("status")).to_contain_text("A new version (v2) is available.")
