@@ -216,7 +216,10 @@
 
   function tick() {
     var left = Math.ceil((deadline - Date.now()) / 1000);
-    if (deadline && left <= 0) return reload();
+    if (deadline && left <= 0) {
+      deadline = 0; // once: a reload under a service worker takes a moment
+      return reload();
+    }
     countdownLine.textContent = deadline ? texts.countdown.replace("{seconds}", left) : formDirty ? texts.unsaved : "";
   }
 

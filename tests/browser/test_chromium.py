@@ -4,6 +4,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
@@ -55,20 +56,21 @@ def test_the_back_forward_cache_keeps_the_page_and_it_rejoins(site: Site) -> Non
     assert site.stream_count() == 1
 
 
-def make_shell(folder: Path, version: str) -> None:
+def make_shell(folder: Path, version: str, countdown: int) -> None:
     """The PWA as deployed at `version`: its page, and a Workbox service worker precaching it."""
     register = "<script>navigator.serviceWorker.register('/sw.js')</script>"
-    page = AppPage(version=version, head=register, script_attributes='data-countdown="0"')
+    page = AppPage(version=version, head=register, script_attributes=f'data-countdown="{countdown}"')
     (folder / "index.html").write_bytes(page.markup(version))
     node = shutil.which("node")
     assert node is not None, "the browser tier needs Node.js (Debian's nodejs)"
     subprocess.run([node, "make_service_worker.mjs", str(folder)], cwd=BROWSER_TIER, check=True, timeout=60)
 
 
-def test_a_pwa_lands_on_the_new_version_with_one_reload(site: Site, tmp_path: Path) -> None:
+@pytest.mark.parametrize("countdown", [0, 2], ids=["the Reload button", "the countdown"])
+def test_a_pwa_lands_on_the_new_version_with_one_reload(site: Site, tmp_path: Path, countdown: int) -> None:
     shell = tmp_path / "shell"
     shell.mkdir()
-    make_shell(shell, "v1")
+    make_shell(shell, "v1", countdown)
     site.app.files = shell
     page = site.context.new_page()
     lines: list[str] = []
@@ -79,10 +81,11 @@ def test_a_pwa_lands_on_the_new_version_with_one_reload(site: Site, tmp_path: Pa
     page.wait_for_function("navigator.serviceWorker.controller !== null")
     wait_for_version(page, "v1")
 
-    make_shell(shell, "v2")  # the deploy: a new page, so a new worker; then the sidecar tells
+    make_shell(shell, "v2", countdown)  # the deploy: a new page, so a new worker; then the sidecar tells
     site.deploy("v2")
     expect(page.get_by_role("status")).to_contain_text("A new version (v2) is available.")
-    page.get_by_role("button", name="Reload").click()
+    if not countdown:
+        page.get_by_role("button", name="Reload").click()
     expect(page.locator("html")).to_have_attribute("data-app-version", "v2", timeout=15_000)
     wait_for_version(page, "v2")
     expect(page.get_by_role("status")).to_have_count(0)
