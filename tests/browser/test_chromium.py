@@ -128,3 +128,35 @@ def test_when_the_leading_tab_crashes_another_takes_over(site: Site) -> None:
     wait_until(follower, lambda: site.stream_count() == 1, "its stream alone")
     site.deploy("v2")
     expect(follower.get_by_role("status")).to_contain_text("A new version (v2) is available.")
+
+
+def errors_of(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+@pytest.mark.parametrize("missing", ["window.BroadcastChannel", "window.indexedDB"])
+def test_without_a_shared_channel_each_tab_keeps_its_own_stream(site: Site, missing: str) -> None:
+    site.context.add_init_script(f"delete {missing}")
+    tabs = [site.open("/app", NO_AUTO_RELOAD) for _ in range(2)]
+    assert [role(tab) for tab in tabs] == ["leader", "leader"]
+    wait_until(tabs[0], lambda: site.stream_count() == 2, "a stream per tab")
+    site.deploy("v2")
+    for tab in tabs:
+        expect(tab.get_by_role("status")).to_contain_text("A new version (v2) is available.")
+
+
+def test_below_the_support_floor_the_script_does_nothing_and_throws_nothing(site: Site) -> None:
+    site.context.add_init_script("delete Element.prototype.attachShadow")  # no shadow DOM v1
+    site.pages["/app"] = NO_AUTO_RELOAD
+    page = site.context.new_page()
+    errors = errors_of(page)
+    page.goto(site.origin + "/app")
+    page.wait_for_load_state("load")
+    assert page.evaluate("window.versionSidecar") is None
+    site.deploy("v2")
+    wait_until(page, lambda: site.sidecar.health()["version"] == "v2", "the sidecar to announce v2")
+    expect(page.get_by_role("status")).to_have_count(0)
+    assert site.stream_count() == 0
+    assert errors == []
