@@ -204,6 +204,13 @@ def wait_for_version(page: Page, version: str, timeout: float = 10_000) -> None:
     )
 
 
+def role(page: Page) -> str:
+    """The client's part in the election: leader, follower or electing."""
+    value = page.evaluate("window.versionSidecar.role")
+    assert isinstance(value, str)
+    return value
+
+
 def wait_for_log(site: Site, page: Page, text: str, timeout: float = 10_000) -> None:
     """Wait until a console line of `page` contains `text` (console events arrive during Playwright calls)."""
     waited = 0

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import AppPage, Site, wait_for_log, wait_for_version, wait_until
+from tests.browser.conftest import AppPage, Site, role, wait_for_log, wait_for_version, wait_until
 from tests.browser.engines import BROWSER_TIER
 
 NO_AUTO_RELOAD = AppPage(script_attributes='data-countdown="0"')
@@ -16,12 +16,6 @@ REMEMBER_PAGESHOW = """
   if (!window.pageshows) addEventListener("pageshow", (event) => window.pageshows.push(event.persisted));
   window.pageshows = [];
 """
-
-
-def role(page: Page) -> str:
-    value = page.evaluate("window.versionSidecar.role")
-    assert isinstance(value, str)
-    return value
 
 
 def restored_from_cache(page: Page) -> None:

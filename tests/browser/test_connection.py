@@ -3,18 +3,12 @@
 import http.client
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import AppPage, Site, wait_for_heartbeats, wait_for_log, wait_for_version, wait_until
+from tests.browser.conftest import AppPage, Site, role, wait_for_heartbeats, wait_for_log, wait_for_version, wait_until
 from tests.conftest import StartSidecar
 
 NO_AUTO_RELOAD = AppPage(script_attributes='data-countdown="0"')
-
-
-def role(page: Page) -> str:
-    value = page.evaluate("window.versionSidecar.role")
-    assert isinstance(value, str)
-    return value
 
 
 def test_a_restarted_sidecar_is_survived_and_the_same_version_shows_nothing(site: Site) -> None:
