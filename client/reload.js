@@ -301,7 +301,7 @@
   }
 
   function alone() {
-    log("IndexedDB is not available: this tab keeps a connection of its own");
+    log("No BroadcastChannel or IndexedDB here: this tab keeps a connection of its own");
     shared = false;
     if (channel) channel.close();
     channel = null;
