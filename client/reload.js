@@ -3,6 +3,8 @@
 (function () {
   "use strict";
   if (window.versionSidecar) return; // the script was included twice
+  // Below the support floor (README): nothing, never an error.
+  if (!window.EventSource || !window.URL || !window.CustomEvent || !document.documentElement.attachShadow) return;
 
   var script = document.currentScript || {};
   var data = script.dataset || {};
@@ -19,8 +21,6 @@
   var LOG = "[version-sidecar] ";
   var RELOADED_FOR = "version-sidecar:reloaded-for";
 
-  // What this page knows
-
   var pageVersion = document.documentElement.getAttribute("data-app-version") || null;
   var latestVersion = null; // the last version announced
   var offered = null; // the new version the toast (or the app) was told about
@@ -32,8 +32,8 @@
     console.log(LOG + text);
   }
 
-  // The reload-loop guard: the version this tab last reloaded for, kept in sessionStorage
-  // (it lives across reloads; it throws in some sandboxed frames: then there is no guard).
+  // The reload-loop guard: the version this tab last reloaded for (sessionStorage lives
+  // across reloads; it throws in some sandboxed frames: then there is no guard).
   function reloadedFor(version) {
     try {
       if (version === undefined) return sessionStorage.getItem(RELOADED_FOR);
@@ -54,10 +54,32 @@
     }
   }, true);
 
+  // Under a service worker (a PWA), a plain reload brings back its cached old page: first
+  // update it, tell a new waiting worker to take over (Workbox's SKIP_WAITING message) and
+  // reload once it controls the page, or after 5 s at most.
   function reload() {
     reloadedFor(latestVersion);
     log("Reloading for version " + latestVersion);
-    location.reload();
+    var workers = navigator.serviceWorker;
+    if (!workers || !workers.controller) return location.reload();
+    var go = function () {
+      if (go) location.reload();
+      go = null;
+    };
+    setTimeout(go, 5000);
+    workers.addEventListener("controllerchange", go);
+    workers.getRegistration().then(function (registration) {
+      return registration.update().then(function () {
+        var worker = registration.waiting || registration.installing;
+        if (!worker) return go(); // unchanged
+        log("Activating the new service worker first");
+        var activate = function () {
+          if (worker.state === "installed") worker.postMessage({ type: "SKIP_WAITING" });
+        };
+        worker.addEventListener("statechange", activate);
+        activate();
+      });
+    }).then(null, go);
   }
 
   // Called for every version heard, from the stream or from the leader tab.
@@ -173,7 +195,10 @@
       if (host) host.remove();
       return;
     }
-    if (deadline && deadline <= Date.now()) return reload(); // it ran out while the tab was hidden
+    if (deadline && deadline <= Date.now()) { // it ran out while the tab was hidden: a short one, seen
+      deadline = Date.now() + Math.min(10, countdownSeconds) * 1000;
+      log("The countdown ran out while the tab was hidden: " + Math.min(10, countdownSeconds) + " s more");
+    }
     if (!host) buildToast();
     var parts = texts.message.split("{version}");
     messageLine.textContent = parts[0];
@@ -191,7 +216,10 @@
 
   function tick() {
     var left = Math.ceil((deadline - Date.now()) / 1000);
-    if (deadline && left <= 0) return reload();
+    if (deadline && left <= 0) {
+      deadline = 0; // once: a reload under a service worker takes a moment
+      return reload();
+    }
     countdownLine.textContent = deadline ? texts.countdown.replace("{seconds}", left) : formDirty ? texts.unsaved : "";
   }
 
@@ -208,84 +236,106 @@
     log("Loading " + link.href + " in full for version " + offered);
   }, true);
 
-  // One stream per browser: one tab (the leader) holds the EventSource and relays each
-  // version to the others. The election runs on BroadcastChannel alone, so it works on
-  // plain-HTTP origins too, where the Web Locks API does not exist.
+  // One stream per browser: the leading tab holds the EventSource and relays versions over
+  // BroadcastChannel. Leading is holding an IndexedDB connection; the others wait on an
+  // upgrade of that database, which the browser blocks until it releases the leader's
+  // connection as the tab closes, crashes or navigates away: no goodbye or timer needed,
+  // so throttling cannot unseat a hidden leader. Works on plain HTTP (no Web Locks).
 
-  var BEAT_MS = 1000; // the leader says so this often
-  var LEADER_TIMEOUT_MS = 3500; // silence after which followers elect a new leader
-  var CLAIM_MS = 250; // how long a claim waits for objections
-  var tabId = Math.random().toString(36).slice(2);
-  var channel = window.BroadcastChannel ? new BroadcastChannel("version-sidecar " + streamUrl) : null;
+  var DATABASE = "version-sidecar " + streamUrl;
+  var shared = !!(window.BroadcastChannel && window.indexedDB); // else: a stream per tab
+  var channel = null;
   var role = "electing"; // "electing", "leader" or "follower"
-  var term = 0; // when this tab became leader; the newest leader wins a conflict
-  var leaderSeen = 0;
+  var connection = null; // the leader's
+  var attempt = 0; // bumped as the page leaves: answers to older requests are dropped
   var source = null;
   var failures = 0;
-  var reconnectTimer, claimTimer, beatTimer;
+  var reconnectTimer;
 
   function post(message) {
-    message.from = tabId;
     if (channel) channel.postMessage(message);
   }
 
-  function claim() {
-    role = "electing";
-    post({ type: "claim" });
-    clearTimeout(claimTimer);
-    claimTimer = setTimeout(function () {
-      if (role === "electing") lead();
-    }, CLAIM_MS);
+  function join() {
+    attempt++;
+    channel = new BroadcastChannel(DATABASE);
+    channel.onmessage = function (event) {
+      var message = event.data || {};
+      if (message.type === "hello" && role === "leader") post({ type: "version", version: latestVersion });
+      if (message.type === "version" && role !== "leader") {
+        follow();
+        if (message.version) receive(message.version);
+      }
+    };
+    post({ type: "hello" }); // the leader, if any, answers with the latest version
+    ask(0);
   }
 
-  function lead() {
+  // Opening the database with an upgrade (above its version) is winning; blocked is following.
+  function ask(version) {
+    var mine = attempt;
+    var won = false;
+    var request;
+    try {
+      request = version ? indexedDB.open(DATABASE, version) : indexedDB.open(DATABASE);
+    } catch (error) { // e.g. storage denied in a sandboxed frame
+      return alone();
+    }
+    request.onblocked = function () {
+      if (mine === attempt) follow();
+    };
+    request.onupgradeneeded = function () {
+      won = true;
+    };
+    request.onsuccess = function () {
+      var opened = request.result;
+      if (mine !== attempt) return opened.close(); // the page left meanwhile
+      if (won) return lead(opened);
+      opened.close(); // another tab leads, or just took over: wait behind it
+      ask(opened.version + 1);
+    };
+    request.onerror = function (event) {
+      event.preventDefault();
+      if (mine === attempt) request.error.name === "VersionError" ? ask(0) : alone(); // VersionError: it went higher
+    };
+  }
+
+  function alone() {
+    log("No BroadcastChannel or IndexedDB here: this tab keeps a connection of its own");
+    shared = false;
+    if (channel) channel.close();
+    channel = null;
+    lead(null);
+  }
+
+  function lead(opened) {
+    connection = opened;
+    if (opened) { // never closed on a versionchange: that is the others waiting
+      opened.onclose = function () { // the browser closed it (say, site data cleared)
+        resign();
+        join();
+      };
+      log("This tab leads: it holds the one connection for all tabs");
+    }
     role = "leader";
-    term = Date.now();
-    if (channel) log("This tab leads: it holds the one connection for all tabs");
-    beat();
-    beatTimer = setInterval(beat, BEAT_MS);
+    if (latestVersion) post({ type: "version", version: latestVersion });
     connect();
   }
 
-  function beat() {
-    post({ type: "leader", term: term, version: latestVersion });
-  }
-
-  function follow(leader) {
-    if (role === "leader") {
-      log("Another tab leads: closing this tab's connection");
-      clearInterval(beatTimer);
-      disconnect();
-    }
-    if (role !== "follower") log("Following tab " + leader + ", which holds the connection");
+  function follow() {
+    if (role !== "follower") log("Following the leading tab, which holds the connection");
     role = "follower";
-    leaderSeen = Date.now();
   }
 
-  if (channel) channel.onmessage = function (event) {
-    var message = event.data || {};
-    if (message.type === "leader") {
-      // Two leaders (after a stalled tab woke up): the newer one stays, the other follows.
-      if (role === "leader" && (message.term < term || (message.term === term && message.from < tabId))) return;
-      follow(message.from);
-      if (message.version && message.version !== latestVersion) receive(message.version);
-    } else if (message.type === "claim") {
-      if (role === "leader") beat(); // tell the newcomer who leads
-      else if (role === "electing" && message.from < tabId) follow(message.from); // the smaller id wins
-    } else if (message.type === "version" && role === "follower") {
-      leaderSeen = Date.now();
-      receive(message.version);
-    } else if (message.type === "bye" && role === "follower") {
-      claim();
-    }
-  };
-
-  setInterval(function () {
-    if (role === "follower" && Date.now() - leaderSeen > LEADER_TIMEOUT_MS) {
-      log("The leading tab went quiet");
-      claim();
-    }
-  }, BEAT_MS);
+  function resign() {
+    attempt++;
+    disconnect();
+    if (connection) connection.close();
+    connection = null;
+    if (channel) channel.close();
+    channel = null;
+    role = "electing";
+  }
 
   // The stream (leader only)
 
@@ -321,15 +371,16 @@
     source = null;
   }
 
+  // Back/forward cache: hold nothing while away, rejoin on return.
   window.addEventListener("pagehide", function () {
-    if (role !== "leader") return;
-    clearInterval(beatTimer);
-    disconnect();
-    post({ type: "bye" });
-    role = "electing"; // if the page comes back from the back-forward cache, it claims again
+    if (shared) resign();
+    else disconnect();
   });
   window.addEventListener("pageshow", function (event) {
-    if (event.persisted && role === "electing") claim();
+    if (!event.persisted) return;
+    if (shared) join();
+    else connect();
+    render();
   });
 
   window.versionSidecar = {
@@ -340,6 +391,6 @@
     reload: reload
   };
 
-  if (channel) claim();
-  else lead(); // no BroadcastChannel: every tab keeps its own stream
+  if (shared) join();
+  else alone();
 })();

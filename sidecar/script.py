@@ -52,6 +52,20 @@ def prefers_gzip(accept_encoding: str) -> bool:
     return gzip_q > 0.0 and gzip_q >= identity_q
 
 
+def strip_comments(source: bytes) -> bytes:
+    """reload.js as served: without its comments (a third of its gzipped size). Whole-line `//`
+    comments go, and a trailing ` // ...` where the quotes before it are balanced (not in a string)."""
+    kept = []
+    for line in source.decode("utf-8").splitlines():
+        if line.lstrip().startswith("//"):
+            continue
+        mark = line.find(" // ")
+        if mark >= 0 and line.count('"', 0, mark) % 2 == 0:
+            line = line[:mark]
+        kept.append(line.rstrip())
+    return ("\n".join(kept) + "\n").encode("utf-8")
+
+
 @dataclass(frozen=True)
 class ClientScript:
     body: bytes
@@ -60,7 +74,7 @@ class ClientScript:
 
     @classmethod
     def load(cls) -> "ClientScript":
-        body = _script_bytes()
+        body = strip_comments(_script_bytes())
         return cls(body, gzip.compress(body, 9, mtime=0), hashlib.sha256(body).hexdigest()[:20])
 
     def respond(self, request: web.Request) -> web.Response:

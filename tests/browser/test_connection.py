@@ -3,18 +3,12 @@
 import http.client
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import AppPage, Site, wait_for_log, wait_for_version, wait_until
+from tests.browser.conftest import AppPage, Site, role, wait_for_heartbeats, wait_for_log, wait_for_version, wait_until
 from tests.conftest import StartSidecar
 
 NO_AUTO_RELOAD = AppPage(script_attributes='data-countdown="0"')
-
-
-def role(page: Page) -> str:
-    value = page.evaluate("window.versionSidecar.role")
-    assert isinstance(value, str)
-    return value
 
 
 def test_a_restarted_sidecar_is_survived_and_the_same_version_shows_nothing(site: Site) -> None:
@@ -22,7 +16,7 @@ def test_a_restarted_sidecar_is_survived_and_the_same_version_shows_nothing(site
     site.restart_sidecar()
     wait_until(page, lambda: site.console[page].count("[version-sidecar] Connection opened") == 2, "a reconnect")
     wait_until(page, lambda: site.stream_count() == 1, "the stream to come back")
-    page.wait_for_timeout(1200)  # a heartbeat or two of the same version
+    wait_for_heartbeats(site, page, "v1")  # the same version again: nothing to show
     expect(page.get_by_role("status")).to_have_count(0)
     site.deploy("v2")
     expect(page.get_by_role("status")).to_contain_text("A new version (v2) is available.")
@@ -30,9 +24,8 @@ def test_a_restarted_sidecar_is_survived_and_the_same_version_shows_nothing(site
 
 def test_three_tabs_share_one_stream_and_all_show_the_toast(site: Site) -> None:
     tabs = [site.open("/app", NO_AUTO_RELOAD) for _ in range(3)]
-    tabs[0].wait_for_timeout(1000)  # time for any tab to open a stream of its own
+    wait_until(tabs[0], lambda: sorted(role(tab) for tab in tabs) == ["follower", "follower", "leader"], "roles")
     assert site.stream_count() == 1
-    assert sorted(role(tab) for tab in tabs) == ["follower", "follower", "leader"]
     site.deploy("v2")
     for tab in tabs:
         expect(tab.get_by_role("status")).to_contain_text("A new version (v2) is available.")

@@ -2,7 +2,16 @@
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import ARTIFACTS, VISIBILITY_SWITCH, AppPage, Site, wait_for_log, wait_for_version
+from tests.browser.conftest import (
+    ARTIFACTS,
+    VISIBILITY_SWITCH,
+    AppPage,
+    Site,
+    wait_for_heartbeats,
+    wait_for_log,
+    wait_for_version,
+)
+from tests.sidecar_process import REPO
 
 HOSTILE_CSS = "<style>* { all: unset !important; } div { display: none !important; }</style>"
 FORM = '<form><label>Comment <textarea name="comment"></textarea></label></form>'
@@ -46,7 +55,7 @@ def test_later_hides_the_toast_until_a_further_version(site: Site) -> None:
         'data-countdown="1" data-position="top-left" data-text-message="Version {version} ist da."'
         ' data-text-reload="Neu laden" data-text-later="Später" data-text-countdown="Neu laden in {seconds} s."'
     )
-    page = site.open("/app", AppPage(script_attributes=attributes))
+    page = site.open("/app", AppPage(script_attributes=attributes), clock=True)
     site.deploy("v2")
     toast = page.get_by_role("status")
     expect(toast).to_contain_text("Version v2 ist da.")
@@ -55,7 +64,8 @@ def test_later_hides_the_toast_until_a_further_version(site: Site) -> None:
     page.get_by_role("button", name="Später").click()
     expect(toast).to_have_count(0)
 
-    page.wait_for_timeout(2000)  # well past the 1 s countdown and two heartbeats of v2
+    page.clock.run_for(5000)  # well past the 1 s countdown
+    wait_for_heartbeats(site, page, "v2")
     expect(toast).to_have_count(0)
     assert site.page_loads["/app"] == 1
 
@@ -121,13 +131,13 @@ def test_a_version_holding_markup_shows_as_text(site: Site) -> None:
 
 
 def test_an_edited_form_field_blocks_the_automatic_reload(site: Site) -> None:
-    page = site.open("/app", AppPage(script_attributes='data-countdown="1"', body=FORM))
+    page = site.open("/app", AppPage(script_attributes='data-countdown="1"', body=FORM), clock=True)
     page.get_by_label("Comment").fill("half-written thoughts")
     site.deploy("v2")
     toast = page.get_by_role("status")
     expect(toast).to_contain_text("You have unsaved changes, so this page will not reload by itself.")
     expect(toast).not_to_contain_text("Reloading in")
-    page.wait_for_timeout(2000)  # well past the countdown
+    page.clock.run_for(5000)  # well past the countdown
     assert site.page_loads["/app"] == 1
     expect(page.get_by_label("Comment")).to_have_value("half-written thoughts")
     page.get_by_role("button", name="Reload").click()  # the user may still choose to reload
@@ -135,43 +145,48 @@ def test_an_edited_form_field_blocks_the_automatic_reload(site: Site) -> None:
 
 
 def test_editing_during_the_countdown_stops_it(site: Site) -> None:
-    page = site.open("/app", AppPage(script_attributes='data-countdown="3"', body=FORM))
+    page = site.open("/app", AppPage(script_attributes='data-countdown="3"', body=FORM), clock=True)
     site.deploy("v2")
     toast = page.get_by_role("status")
     expect(toast).to_contain_text("Reloading in")
     page.get_by_label("Comment").fill("typing while it counts")
     expect(toast).to_contain_text("You have unsaved changes")
-    page.wait_for_timeout(3000)
+    page.clock.run_for(5000)
     assert site.page_loads["/app"] == 1
 
 
 def test_a_reload_that_comes_back_stale_does_not_loop(site: Site) -> None:
     # The app keeps answering with the old page (say, a cache in front of it).
-    page = site.open("/app", AppPage(script_attributes='data-countdown="1"', version="v1"))
+    page = site.open("/app", AppPage(script_attributes='data-countdown="1"', version="v1"), clock=True)
     site.deploy("v2")
     wait_for_log(site, page, "[version-sidecar] Reloaded once for v2 but still at v1: no automatic reload")
     assert site.page_loads["/app"] == 2
     toast = page.get_by_role("status")
     expect(toast).to_contain_text("A new version (v2) is available.")
     expect(toast).not_to_contain_text("Reloading in")
-    page.wait_for_timeout(2000)
+    page.clock.run_for(5000)
     assert site.page_loads["/app"] == 2
 
 
 def deploy_v2_to_a_hidden_tab(site: Site, countdown: int) -> Page:
     site.context.add_init_script(VISIBILITY_SWITCH)
-    page = site.open("/app", AppPage(script_attributes=f'data-countdown="{countdown}"'))
+    page = site.open("/app", AppPage(script_attributes=f'data-countdown="{countdown}"'), clock=True)
     page.evaluate("window.__setHidden(true)")
     site.deploy("v2")
     wait_for_log(site, page, "New version v2 available; the toast waits until the tab is visible")
     return page
 
 
-def test_a_hidden_tab_reloads_on_return_when_the_countdown_would_have(site: Site) -> None:
-    page = deploy_v2_to_a_hidden_tab(site, countdown=1)
-    page.wait_for_timeout(2000)  # the countdown would have run out by now
+def test_a_hidden_tab_whose_countdown_ran_out_shows_a_short_one_on_return(site: Site) -> None:
+    page = deploy_v2_to_a_hidden_tab(site, countdown=30)
+    page.clock.run_for(60_000)  # the countdown runs out while nobody looks
     assert site.page_loads["/app"] == 1
     page.evaluate("window.__setHidden(false)")
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text("A new version (v2) is available.")
+    expect(toast).to_contain_text("Reloading in 10 s.")
+    assert site.page_loads["/app"] == 1
+    page.clock.run_for(10_000)
     reloads_onto(page, "v2")
 
 
@@ -194,11 +209,11 @@ def test_the_app_can_cancel_the_update_event_and_show_its_own_ui(site: Site) -> 
         document.body.append(note);
       });
     </script>"""
-    page = site.open("/app", AppPage(script_attributes='data-countdown="1"', head=own_ui))
+    page = site.open("/app", AppPage(script_attributes='data-countdown="1"', head=own_ui), clock=True)
     site.deploy("v2")
     expect(page.locator("#own-note")).to_have_text("Our own notice: v2")
     assert page.evaluate("window.updateDetail") == {"oldVersion": "v1", "newVersion": "v2"}
-    page.wait_for_timeout(1500)  # no toast and no countdown of ours
+    page.clock.run_for(5000)  # no toast and no countdown of ours
     expect(page.get_by_role("status")).to_have_count(0)
     assert site.page_loads["/app"] == 1
     state = page.evaluate(
@@ -224,17 +239,34 @@ def test_silent_mode_turns_the_next_link_click_into_a_full_page_load(site: Site)
     body = '<nav><a href="/app">Home</a> <a href="/app/next">Next</a></nav><main id="view">view /app</main>'
     spa = AppPage(script_attributes='data-mode="silent" data-countdown="1"', head=router, body=body)
     site.pages["/app/next"] = spa
-    page = site.open("/app", spa)
+    page = site.open("/app", spa, clock=True)
     page.get_by_role("link", name="Next").click()
     expect(page.locator("#view")).to_have_text("view /app/next")
     assert site.page_loads == {"/app": 1}
 
     site.deploy("v2")
     wait_for_version(page, "v2")
-    page.wait_for_timeout(1500)  # silent: no toast, no countdown
+    page.clock.run_for(5000)  # silent: no toast, no countdown
     expect(page.get_by_role("status")).to_have_count(0)
     assert site.page_loads == {"/app": 1}
     page.get_by_role("link", name="Home").click()
     reloads_onto(page, "v2")
     assert site.page_loads == {"/app": 2}
     expect(page.locator("#view")).to_have_text("view /app")
+
+
+def test_the_toast_as_the_readme_shows_it(site: Site) -> None:
+    """Regenerates client/toast.png, the README's picture of the toast."""
+    body = "<h1>Your app</h1><p>Its own content, left as it is.</p>"
+    page = site.open("/app", AppPage(body=body), clock=True)
+    page.emulate_media(reduced_motion="reduce")  # no slide-in half way through
+    page.clock.pause_at(page.evaluate("Date.now()") + 1000)  # the countdown stays at 30 s
+    site.deploy("v2")
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text("Reloading in 30 s.")
+    box = toast.bounding_box()
+    assert box is not None
+    page.screenshot(
+        path=REPO / "client" / "toast.png",
+        clip={"x": box["x"] - 16, "y": box["y"] - 16, "width": box["width"] + 32, "height": box["height"] + 32},
+    )

@@ -3,9 +3,18 @@
 import gzip
 from pathlib import Path
 
+from sidecar.script import strip_comments
 from tests.http.conftest import MakeSidecar
 
-SCRIPT = (Path(__file__).resolve().parents[2] / "client" / "reload.js").read_bytes()
+SOURCE = (Path(__file__).resolve().parents[2] / "client" / "reload.js").read_bytes()
+SCRIPT = strip_comments(SOURCE)
+
+
+def test_the_script_is_served_without_its_comments() -> None:
+    lines = SCRIPT.decode().splitlines()
+    assert not [line for line in lines if line.lstrip().startswith("//") or " // " in line]
+    assert len(SCRIPT) < len(SOURCE) * 0.9
+    assert "function reload()" in SCRIPT.decode()
 
 
 async def test_script_is_served_as_javascript_with_an_etag(make_sidecar: MakeSidecar) -> None:

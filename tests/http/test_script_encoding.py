@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.script import strip_comments
 from tests.http.conftest import MakeSidecar
 
-SCRIPT = (Path(__file__).resolve().parents[2] / "client" / "reload.js").read_bytes()
+SCRIPT = strip_comments((Path(__file__).resolve().parents[2] / "client" / "reload.js").read_bytes())
 
 GZIPPED = [
     "gzip",
