@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -98,3 +100,24 @@ class SidecarProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+def wait_until(check: Callable[[], T], what: str, sidecar: SidecarProcess | None = None, timeout: float = 30.0) -> T:
+    """Poll `check` until it returns something true; fails naming `what` (with the sidecar's log)
+    after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            log = f"\nsidecar log:\n{sidecar.logs()}" if sidecar is not None else ""
+            raise AssertionError(f"not seen within {timeout} s: {what}{log}")
+        time.sleep(0.1)
+    return result
+
+
+def logged(sidecar: SidecarProcess, event: str, **contains: str) -> list[dict[str, object]]:
+    """The sidecar's log lines of `event` whose fields contain the given texts."""
+    return [
+        line
+        for line in sidecar.log_events()
+        if line.get("event") == event and all(text in str(line.get(key)) for key, text in contains.items())
+    ]

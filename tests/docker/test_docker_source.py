@@ -2,13 +2,12 @@
 are stood in for by SSE clients on /events/version, and app deploys are made with the docker client."""
 
 import itertools
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -16,13 +15,12 @@ from tests.conftest import StartSidecar
 from tests.docker.engine import Engine, PrivateEngine
 from tests.docker.socket_proxy import running_socket_proxy
 from tests.docker.version_listener import VersionListener
-from tests.sidecar_process import SidecarProcess
+from tests.sidecar_process import SidecarProcess, logged, wait_until
 
 pytestmark = pytest.mark.docker
 
 Name = Callable[[str], str]
 Listen = Callable[[str], VersionListener]
-T = TypeVar("T")
 
 SERVICE_LABEL = "com.docker.compose.service"
 PROJECT_LABEL = "com.docker.compose.project"
@@ -35,25 +33,6 @@ def start_following(
     return start_sidecar(
         ["--source", "docker", "--docker-target", target, *args], env={"DOCKER_HOST": engine.host, **(env or {})}
     )
-
-
-def wait_until(check: Callable[[], T], what: str, sidecar: SidecarProcess, timeout: float = 30.0) -> T:
-    """Poll `check` until it returns something true; fails with the sidecar's log after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not seen within {timeout} s: {what}\nsidecar log:\n{sidecar.logs()}")
-        time.sleep(0.1)
-    return result
-
-
-def logged(sidecar: SidecarProcess, event: str, **contains: str) -> list[dict[str, object]]:
-    """The sidecar's log lines of `event` whose fields contain the given texts."""
-    return [
-        line
-        for line in sidecar.log_events()
-        if line.get("event") == event and all(text in str(line.get(key)) for key, text in contains.items())
-    ]
 
 
 def waits_for(sidecar: SidecarProcess, text: str) -> Callable[[], list[dict[str, object]]]:
