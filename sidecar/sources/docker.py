@@ -68,19 +68,9 @@ class DockerSource(EngineSource):
     name = "docker"
     watched: ClassVar[Mapping[str, tuple[str, ...]]] = {"type": ("container",), "event": WATCHED_EVENTS}
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        project: str | None = None,
-        label: str | None = None,
-        host: str | None = None,
-        fallback: str | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            target, origin=f"--docker-target {target}", label=label, host=host, fallback=fallback, environ=environ
-        )
+    def __init__(self, target: str, *, project: str | None = None, **engine: Any) -> None:
+        """`project`: the compose project the service must belong to; `engine`: see EngineSource."""
+        super().__init__(target, **engine)
         self.project = project
         self._image_labels: dict[str, Mapping[str, str]] = {}  # image id -> labels (images never change)
 

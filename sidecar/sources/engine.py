@@ -71,7 +71,8 @@ class EngineSource(Source):
     `watched` filters for the engine) and, where events do not tell everything, how soon to read
     again without one (`_reread_after`)."""
 
-    what = "target"  # what a message calls the thing followed
+    setting = "--docker-target"  # the setting that names the thing followed
+    what = "target"  # what a message calls it
     parts = "containers"  # the log field that lists what a read saw
     watched: ClassVar[Mapping[str, tuple[str, ...]]] = {}  # the engine's event filters
 
@@ -79,7 +80,6 @@ class EngineSource(Source):
         self,
         target: str,
         *,
-        origin: str,
         label: str | None = None,
         host: str | None = None,
         fallback: str | None = None,
@@ -87,7 +87,7 @@ class EngineSource(Source):
     ) -> None:
         environ = os.environ if environ is None else environ
         self.target = target
-        self.origin = origin
+        self.origin = f"{self.setting} {target}"
         self.labels = (label,) if label else DEFAULT_LABELS
         self.host = host or environ.get("DOCKER_HOST") or DEFAULT_HOST
         # The setting a user would fix when the engine cannot be reached.

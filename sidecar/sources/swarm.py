@@ -120,22 +120,10 @@ def service_version(
 
 class SwarmSource(EngineSource):
     name = "swarm"
+    setting = "--swarm-service"
     what = "service"
     parts = "tasks"
     watched: ClassVar[Mapping[str, tuple[str, ...]]] = {"type": WATCHED_TYPES, "event": WATCHED_EVENTS}
-
-    def __init__(
-        self,
-        service: str,
-        *,
-        label: str | None = None,
-        host: str | None = None,
-        fallback: str | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            service, origin=f"--swarm-service {service}", label=label, host=host, fallback=fallback, environ=environ
-        )
 
     def _concerns_target(self, event: Mapping[str, Any]) -> bool:
         kind, attributes = event.get("Type"), event.get("Actor", {}).get("Attributes", {})

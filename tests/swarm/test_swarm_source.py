@@ -79,16 +79,22 @@ def test_a_rolling_update_is_announced_once_every_task_on_every_node_runs_it(
     assert sidecar.health()["status"] == "ok"
 
 
+def crashing_update(
+    swarm: Cluster, follow: FollowService, listen: Listen, name: Name, failure_action: str
+) -> tuple[str, SidecarProcess, VersionListener]:
+    """A followed service of 2 tasks at 1.0, being updated to a 3.0 that starts on both nodes, then
+    crashes: Swarm sees the failure while it watches the new tasks and acts on `failure_action`."""
+    web, sidecar, browser = followed_service(
+        swarm, follow, listen, name, 2, "--update-failure-action", failure_action, *AT_ONCE, *WATCH_LONGER
+    )
+    swarm.update_service(web, "--image", app_image("3.0"), *CRASHING)
+    return web, sidecar, browser
+
+
 def test_an_update_that_fails_is_rolled_back_and_never_announced(
     swarm: Cluster, follow: FollowService, listen: Listen, name: Name
 ) -> None:
-    web, sidecar, browser = followed_service(
-        swarm, follow, listen, name, 2, "--update-failure-action", "rollback", *AT_ONCE, *WATCH_LONGER
-    )
-
-    # 3.0 starts on both nodes, then crashes: Swarm sees the failure while it watches the new
-    # tasks, and rolls back.
-    swarm.update_service(web, "--image", app_image("3.0"), *CRASHING)
+    web, sidecar, browser = crashing_update(swarm, follow, listen, name, "rollback")
     wait_until(waits_for(sidecar, f"the update of {web} to {app_image('3.0')}"), "the sidecar waiting", sidecar)
     wait_until(lambda: swarm.update_state(web) == "rollback_completed", "the rollback completed", sidecar, 120)
     wait_until(lambda: sidecar.health()["status"] == "ok", "the sidecar settled on the rolled back service", sidecar)
@@ -101,11 +107,7 @@ def test_an_update_that_fails_is_rolled_back_and_never_announced(
 def test_a_paused_update_keeps_the_old_version(
     swarm: Cluster, follow: FollowService, listen: Listen, name: Name
 ) -> None:
-    web, sidecar, browser = followed_service(
-        swarm, follow, listen, name, 2, "--update-failure-action", "pause", *AT_ONCE, *WATCH_LONGER
-    )
-
-    swarm.update_service(web, "--image", app_image("3.0"), *CRASHING)
+    web, sidecar, browser = crashing_update(swarm, follow, listen, name, "pause")
     wait_until(lambda: swarm.update_state(web) == "paused", "the update paused", sidecar, 120)
     wait_until(waits_for(sidecar, f"the paused update of {web}"), "the sidecar waiting for it", sidecar)
     health = sidecar.health()
