@@ -1,9 +1,7 @@
 """Fixtures of the swarm tier: one real two-node swarm for the whole tier (set up once: it takes
 seconds, and a test's services are removed after it), and sidecars following its services."""
 
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +14,7 @@ FollowService = Callable[..., SidecarProcess]
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    # A short folder: the engines' unix sockets live below it and socket paths are limited to 108 bytes.
-    cluster = Cluster(Path(tempfile.mkdtemp(prefix="vs-sw-", dir="/tmp")))
+    cluster = Cluster()
     try:
         cluster.start()
         yield cluster

@@ -21,7 +21,7 @@ from tests.swarm.cluster import Cluster, app_image
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    cluster = Cluster(Path(tempfile.mkdtemp(prefix="vs-sw-", dir="/tmp")))
+    cluster = Cluster()
     with tempfile.TemporaryDirectory() as logs:
         try:
             cluster.start()
