@@ -119,26 +119,30 @@ def test_a_paused_update_keeps_the_old_version(
     assert browser.changes() == ["1.0"]
 
 
-def test_where_the_manager_lacks_the_image_the_label_on_the_service_is_read(
+def test_a_service_created_later_on_the_worker_is_announced_from_the_label_on_the_service(
     swarm: Cluster, follow: FollowService, listen: Listen, name: Name
 ) -> None:
-    # Built on the worker only, labelled 9.9: a version the sidecar must not see.
-    image = swarm.worker.build_app_image(f"vs-worker-only:{uuid.uuid4().hex[:8]}", "9.9")
-    web = swarm.create_service(
-        name("web"), image, "--constraint", "node.role==worker", "--label", f"{VERSION_LABEL}=5.0"
-    )
-    wait_until(lambda: len(swarm.running_tasks(web)) == 1, "the task running on the worker", timeout=60)
-
+    web = name("web")
     sidecar = follow(web)
+    health = sidecar.health()
+    assert (health["status"], health["version"]) == ("degraded", None)
+    assert f"waiting for the service {web} to exist" in str(health["problem"])
     browser = listen(sidecar.url)
+
+    # Built on the worker only, labelled 9.9: the manager cannot read that label. Its task starts
+    # on the worker, which makes no event the manager passes on: the sidecar's re-read finds it.
+    image = swarm.worker.build_app_image(f"vs-worker-only:{uuid.uuid4().hex[:8]}", "9.9")
+    swarm.create_service(web, image, "--constraint", "node.role==worker", "--label", f"{VERSION_LABEL}=5.0")
     browser.wait_for("5.0")
     assert sidecar.health()["status"] == "ok"
+    assert len(swarm.running_tasks(web)) == 1
 
     swarm.update_service(web, "--label-rm", VERSION_LABEL)
     wait_until(lambda: sidecar.health()["status"] == "degraded", "degraded without a label", sidecar)
     health = sidecar.health()
     assert health["version"] == "5.0", "the last version stays"
     assert f"{image} is not on this manager" in str(health["problem"])
+    assert browser.changes() == ["5.0"]
 
 
 def test_two_sidecars_behind_nginx_tell_the_same_version_and_a_stream_moves_to_the_other(
