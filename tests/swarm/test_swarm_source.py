@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartSidecar
+from tests.docker.socket_proxy import running_socket_proxy
 from tests.docker.version_listener import VersionListener
 from tests.nginx.nginx_server import NginxServer, stand_in_app
 from tests.sidecar_process import SidecarProcess, logged, wait_until
@@ -176,6 +177,23 @@ def test_two_sidecars_behind_nginx_tell_the_same_version_and_a_stream_moves_to_t
             for tab in tabs:
                 tab.close()
             nginx.stop()
+
+
+def test_a_read_only_socket_proxy_in_front_of_the_manager_is_enough(
+    swarm: Cluster, follow: FollowService, listen: Listen, name: Name, tmp_path: Path
+) -> None:
+    web = swarm.create_service(name("web"), app_image("1.0"), "--replicas", "2", *AT_ONCE)
+    swarm.wait_running(web, "1.0", 2)
+    proxy_log = tmp_path / "proxy.log"
+    manager_socket = swarm.manager.host.removeprefix("unix://")
+    with running_socket_proxy(manager_socket, proxy_log, swarm=True) as proxy_url:
+        sidecar = follow(web, "--docker-host", proxy_url.replace("http://", "tcp://"))
+        browser = listen(sidecar.url)
+        browser.wait_for("1.0")
+        swarm.update_service(web, "--image", app_image("2.0"))
+        browser.wait_for("2.0", timeout=90)
+        assert sidecar.health()["status"] == "ok"
+    assert "refused" not in proxy_log.read_text()
 
 
 def test_a_sidecar_pointed_at_a_worker_stops_with_one_line(swarm: Cluster, start_sidecar: StartSidecar) -> None:
