@@ -144,6 +144,8 @@ class SwarmSource(EngineSource):
                 return converge(self.target, None, [])
             raise
         spec = found["Spec"]
+        if spec["Name"] != self.target:  # the engine also takes a service ID or a prefix of one
+            return converge(self.target, None, [])
         image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
         update = found.get("UpdateStatus") or {}
         try:
