@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -100,18 +100,6 @@ class SidecarProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
-
-
-def wait_until(check: Callable[[], T], what: str, sidecar: SidecarProcess | None = None, timeout: float = 30.0) -> T:
-    """Poll `check` until it returns something true; fails naming `what` (with the sidecar's log)
-    after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            log = f"\nsidecar log:\n{sidecar.logs()}" if sidecar is not None else ""
-            raise AssertionError(f"not seen within {timeout} s: {what}{log}")
-        time.sleep(0.1)
-    return result
 
 
 def logged(sidecar: SidecarProcess, event: str, **contains: str) -> list[dict[str, object]]:

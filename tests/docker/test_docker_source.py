@@ -15,7 +15,8 @@ from tests.conftest import StartSidecar
 from tests.docker.engine import Engine, PrivateEngine
 from tests.docker.socket_proxy import running_socket_proxy
 from tests.docker.version_listener import VersionListener
-from tests.sidecar_process import SidecarProcess, logged, wait_until
+from tests.sidecar_process import SidecarProcess, logged
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -100,8 +101,18 @@ def test_a_new_container_is_announced_only_once_its_healthcheck_passes(engine: E
     app = follow_app(engine)
 
     app.deploy(app.image("2.0.0"), healthcheck="test -f /ready")
-    wait_until(lambda: engine.health(app.name) == "unhealthy", "the new container unhealthy", app.sidecar)
-    wait_until(waits_for(app.sidecar, f"{app.name} is unhealthy"), "the sidecar waiting for it", app.sidecar)
+    wait_until(
+        lambda: engine.health(app.name) == "unhealthy",
+        "the new container unhealthy",
+        timeout=30,
+        details=app.sidecar.logs,
+    )
+    wait_until(
+        waits_for(app.sidecar, f"{app.name} is unhealthy"),
+        "the sidecar waiting for it",
+        timeout=30,
+        details=app.sidecar.logs,
+    )
     health = app.sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0.0")
     assert app.browser.changes() == ["1.0.0"]
@@ -133,7 +144,12 @@ def test_replicas_of_a_compose_service_must_agree_before_a_new_version_is_announ
 
     engine.remove(f"{service}-1")  # rolling deploy: one replica at a time
     engine.run_app(f"{service}-1", new_image, labels=replica)
-    wait_until(waits_for(sidecar, "the ready containers to agree"), "the sidecar waiting for agreement", sidecar)
+    wait_until(
+        waits_for(sidecar, "the ready containers to agree"),
+        "the sidecar waiting for agreement",
+        timeout=30,
+        details=sidecar.logs,
+    )
     assert sidecar.health()["version"] == "1.0.0"
     assert browser.changes() == ["1.0.0"]
 
@@ -162,7 +178,12 @@ def test_a_target_missing_at_start_is_picked_up_and_survives_removal_and_recreat
     assert sidecar.health()["status"] == "ok"
 
     engine.remove(app)
-    wait_until(lambda: sidecar.health()["status"] == "degraded", "degraded once the target is gone", sidecar)
+    wait_until(
+        lambda: sidecar.health()["status"] == "degraded",
+        "degraded once the target is gone",
+        timeout=30,
+        details=sidecar.logs,
+    )
     assert sidecar.health()["version"] == "1.0.0"
 
     engine.run_app(app, second_image)
@@ -197,7 +218,7 @@ def test_an_invalid_label_is_rejected_and_the_last_good_version_kept(
     app = follow_app(engine)
 
     app.deploy(app.image(label))
-    wait_until(waits_for(app.sidecar, reason), "the label rejected", app.sidecar)
+    wait_until(waits_for(app.sidecar, reason), "the label rejected", timeout=30, details=app.sidecar.logs)
     health = app.sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0.0")
     assert reason in str(health["problem"])
@@ -216,7 +237,8 @@ def test_the_sidecar_rides_out_an_engine_restart(private_engine: PrivateEngine, 
     wait_until(
         lambda: [line for line in logged(sidecar, "docker engine unreachable") if float(str(line["retry_in"])) >= 2],
         "reconnect attempts backing off",
-        sidecar,
+        timeout=30,
+        details=sidecar.logs,
     )
     health = sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0.0")
@@ -225,8 +247,18 @@ def test_the_sidecar_rides_out_an_engine_restart(private_engine: PrivateEngine, 
     assert delays == sorted(delays), f"each retry waits at least as long as the last: {delays}"
 
     private_engine.start()  # the container comes back too (restart=always)
-    wait_until(lambda: logged(sidecar, "docker engine reachable again"), "the sidecar reconnected", sidecar)
-    wait_until(lambda: sidecar.health()["status"] == "ok", "healthy again once the app is back", sidecar)
+    wait_until(
+        lambda: logged(sidecar, "docker engine reachable again"),
+        "the sidecar reconnected",
+        timeout=30,
+        details=sidecar.logs,
+    )
+    wait_until(
+        lambda: sidecar.health()["status"] == "ok",
+        "healthy again once the app is back",
+        timeout=30,
+        details=sidecar.logs,
+    )
     assert sidecar.health()["version"] == "1.0.0"
 
     app.deploy(app.image("2.0.0"))  # and it follows the engine's events again

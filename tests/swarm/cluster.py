@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.docker.engine import BUSYBOX, DOCKER_CLI, START_DOCKERD, PrivateEngine
-from tests.sidecar_process import wait_until
+from tests.waiting import wait_until
 
 IP = "/usr/sbin/ip" if Path("/usr/sbin/ip").exists() else "/sbin/ip"
 # The test app's versions: tiny FROM-scratch images (tests/docker/engine.py), on both nodes.

@@ -16,8 +16,9 @@ from tests.docker.engine import DOCKER_CLI
 from tests.docker.version_listener import VersionListener
 from tests.e2e.base_image import ensure_base_image
 from tests.e2e.project import make_project
-from tests.sidecar_process import free_port, wait_until
+from tests.sidecar_process import free_port
 from tests.swarm.cluster import Cluster, step
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.swarm
 

@@ -13,9 +13,10 @@ from tests.conftest import StartSidecar
 from tests.docker.socket_proxy import running_socket_proxy
 from tests.docker.version_listener import VersionListener
 from tests.nginx.nginx_server import NginxServer, stand_in_app
-from tests.sidecar_process import SidecarProcess, logged, wait_until
+from tests.sidecar_process import SidecarProcess, logged
 from tests.swarm.cluster import Cluster, app_image
 from tests.swarm.conftest import FollowService
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.swarm
 
@@ -61,7 +62,7 @@ def test_a_rolling_update_is_announced_once_every_task_on_every_node_runs_it(
         images = {image for _, image in swarm.running_tasks(web)}
         return swarm.update_state(web) == "updating" and images == {app_image("1.0"), app_image("2.0")}
 
-    wait_until(half_done, "the update half done: tasks of 1.0 and of 2.0 running", sidecar, timeout=60)
+    wait_until(half_done, "the update half done: tasks of 1.0 and of 2.0 running", timeout=60, details=sidecar.logs)
     health = sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0")
     assert f"waiting for the update of {web} to {app_image('2.0')} to finish" in str(health["problem"])
@@ -96,9 +97,24 @@ def test_an_update_that_fails_is_rolled_back_and_never_announced(
     swarm: Cluster, follow: FollowService, listen: Listen, name: Name
 ) -> None:
     web, sidecar, browser = crashing_update(swarm, follow, listen, name, "rollback")
-    wait_until(waits_for(sidecar, f"the update of {web} to {app_image('3.0')}"), "the sidecar waiting", sidecar)
-    wait_until(lambda: swarm.update_state(web) == "rollback_completed", "the rollback completed", sidecar, 120)
-    wait_until(lambda: sidecar.health()["status"] == "ok", "the sidecar settled on the rolled back service", sidecar)
+    wait_until(
+        waits_for(sidecar, f"the update of {web} to {app_image('3.0')}"),
+        "the sidecar waiting",
+        timeout=30,
+        details=sidecar.logs,
+    )
+    wait_until(
+        lambda: swarm.update_state(web) == "rollback_completed",
+        "the rollback completed",
+        timeout=120,
+        details=sidecar.logs,
+    )
+    wait_until(
+        lambda: sidecar.health()["status"] == "ok",
+        "the sidecar settled on the rolled back service",
+        timeout=30,
+        details=sidecar.logs,
+    )
 
     assert "3.0" not in browser.versions
     assert browser.changes() == ["1.0"]
@@ -109,14 +125,24 @@ def test_a_paused_update_keeps_the_old_version(
     swarm: Cluster, follow: FollowService, listen: Listen, name: Name
 ) -> None:
     web, sidecar, browser = crashing_update(swarm, follow, listen, name, "pause")
-    wait_until(lambda: swarm.update_state(web) == "paused", "the update paused", sidecar, 120)
-    wait_until(waits_for(sidecar, f"the paused update of {web}"), "the sidecar waiting for it", sidecar)
+    wait_until(lambda: swarm.update_state(web) == "paused", "the update paused", timeout=120, details=sidecar.logs)
+    wait_until(
+        waits_for(sidecar, f"the paused update of {web}"),
+        "the sidecar waiting for it",
+        timeout=30,
+        details=sidecar.logs,
+    )
     health = sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0")
     assert "3.0" not in browser.versions
 
     swarm.manager.docker("service", "rollback", "--detach", "--quiet", web)  # what the operator does next
-    wait_until(lambda: sidecar.health()["status"] == "ok", "the sidecar settled after the rollback", sidecar, 120)
+    wait_until(
+        lambda: sidecar.health()["status"] == "ok",
+        "the sidecar settled after the rollback",
+        timeout=120,
+        details=sidecar.logs,
+    )
     assert browser.changes() == ["1.0"]
 
 
@@ -139,7 +165,9 @@ def test_a_service_created_later_on_the_worker_is_announced_from_the_label_on_th
     assert len(swarm.running_tasks(web)) == 1
 
     swarm.update_service(web, "--label-rm", VERSION_LABEL)
-    wait_until(lambda: sidecar.health()["status"] == "degraded", "degraded without a label", sidecar)
+    wait_until(
+        lambda: sidecar.health()["status"] == "degraded", "degraded without a label", timeout=30, details=sidecar.logs
+    )
     health = sidecar.health()
     assert health["version"] == "5.0", "the last version stays"
     assert f"{image} is not on this manager" in str(health["problem"])
@@ -160,7 +188,7 @@ def test_two_sidecars_behind_nginx_tell_the_same_version_and_a_stream_moves_to_t
             for tab in tabs:
                 tab.wait_for("1.0")
             spread = lambda: [sidecar.health()["clients"] for sidecar in sidecars] == [1, 1]  # noqa: E731
-            wait_until(spread, "nginx passing one stream to each sidecar", sidecars[0])
+            wait_until(spread, "nginx passing one stream to each sidecar", timeout=30, details=sidecars[0].logs)
 
             swarm.update_service(web, "--image", app_image("2.0"))
             for tab in tabs:
@@ -168,7 +196,9 @@ def test_two_sidecars_behind_nginx_tell_the_same_version_and_a_stream_moves_to_t
                 assert tab.changes() == ["1.0", "2.0"]
 
             sidecars[0].stop()  # one replica goes away: its stream ends, the browser reconnects
-            wait_until(lambda: [tab for tab in tabs if tab.ended], "the stream of the stopped sidecar ended")
+            wait_until(
+                lambda: [tab for tab in tabs if tab.ended], "the stream of the stopped sidecar ended", timeout=30
+            )
             assert [tab.ended for tab in tabs].count(True) == 1
             tabs.append(VersionListener(f"{nginx.url}/events/version"))
             tabs[-1].wait_for("2.0")
@@ -211,11 +241,16 @@ def test_losing_the_worker_keeps_the_version_and_a_later_update_still_converges(
     web, sidecar, browser = followed_service(swarm, follow, listen, name, 4, *AT_ONCE)
 
     swarm.worker.stop()
-    wait_until(lambda: swarm.node_states()["vs-worker"] == "down", "the manager seeing the worker down", sidecar, 60)
+    wait_until(
+        lambda: swarm.node_states()["vs-worker"] == "down",
+        "the manager seeing the worker down",
+        timeout=60,
+        details=sidecar.logs,
+    )
     # Swarm starts the worker's tasks again on the manager; the records of the lost ones still
     # say "running", on a node that is down.
     swarm.wait_running(web, "1.0", 4, on_both_nodes=False)
-    wait_until(lambda: sidecar.health()["status"] == "ok", "the sidecar settled", sidecar)
+    wait_until(lambda: sidecar.health()["status"] == "ok", "the sidecar settled", timeout=30, details=sidecar.logs)
     assert sidecar.health()["version"] == "1.0"
     assert browser.changes() == ["1.0"]
 
@@ -231,13 +266,23 @@ def test_the_sidecar_rides_out_the_loss_of_its_manager(
     web, sidecar, browser = followed_service(swarm, follow, listen, name, 2, *AT_ONCE)
 
     swarm.manager.stop()
-    wait_until(lambda: logged(sidecar, "docker engine unreachable"), "the sidecar losing the manager", sidecar)
+    wait_until(
+        lambda: logged(sidecar, "docker engine unreachable"),
+        "the sidecar losing the manager",
+        timeout=30,
+        details=sidecar.logs,
+    )
     health = sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0")
     assert f"Docker Engine at {swarm.manager.host}" in str(health["problem"])
 
     swarm.manager.start()
-    wait_until(lambda: logged(sidecar, "docker engine reachable again"), "the sidecar reconnected", sidecar, 60)
+    wait_until(
+        lambda: logged(sidecar, "docker engine reachable again"),
+        "the sidecar reconnected",
+        timeout=60,
+        details=sidecar.logs,
+    )
     swarm.wait_ready()
     swarm.update_service(web, "--image", app_image("2.0"))
     browser.wait_for("2.0", timeout=90)
