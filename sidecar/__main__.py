@@ -15,6 +15,7 @@ from .sources import Source, SourceError
 from .sources.docker import DockerSource
 from .sources.env import EnvSource
 from .sources.file import FileSource
+from .sources.swarm import SwarmSource
 from .workers import reuseport_sockets, run_workers
 
 log = get_logger("sidecar")
@@ -29,6 +30,14 @@ def make_source(settings: Settings) -> Source:
         return DockerSource(
             settings.docker_target,
             project=settings.docker_project,
+            label=settings.docker_label,
+            host=settings.docker_host,
+            fallback=settings.fallback_version,
+        )
+    if settings.source == "swarm":
+        assert settings.swarm_service is not None
+        return SwarmSource(
+            settings.swarm_service,
             label=settings.docker_label,
             host=settings.docker_host,
             fallback=settings.fallback_version,

@@ -27,6 +27,7 @@ class Settings:
     version_file: Path | None = None
     docker_target: str | None = None
     docker_project: str | None = None
+    swarm_service: str | None = None
     docker_label: str | None = None
     docker_host: str | None = None
     fallback_version: str | None = None
@@ -158,14 +159,32 @@ OPTIONS: list[Option] = [
     Option("host", str, "address to listen on", "ADDR"),
     Option("port", _port, "TCP port to listen on", "PORT"),
     Option("base_path", _base_path, "path prefix of the stream and the script", "PATH"),
-    Option("source", _choice("env", "file", "docker"), "where the app's version comes from", "env|file|docker"),
+    Option(
+        "source",
+        _choice("env", "file", "docker", "swarm"),
+        "where the app's version comes from",
+        "env|file|docker|swarm",
+    ),
     Option("version_env", _env_name, "variable holding the version (source env)", "NAME"),
     Option("version_file", Path, "file holding the version, watched live (source file)", "PATH"),
     Option("docker_target", _docker_name, "container name or compose service to follow (source docker)", "NAME"),
     Option("docker_project", _docker_name, "compose project the service must belong to (source docker)", "NAME"),
+    Option(
+        "swarm_service", _docker_name, "Swarm service to follow, <stack>_<service> in a stack (source swarm)", "NAME"
+    ),
     Option("docker_label", _label_key, "image label holding the version (unset: OCI version, else revision)", "KEY"),
-    Option("docker_host", _docker_host, "Docker Engine address (unset: DOCKER_HOST, else the local socket)", "URL"),
-    Option("fallback_version", _version, "version served until the docker target is first ready", "VERSION"),
+    Option(
+        "docker_host",
+        _docker_host,
+        "Docker Engine or Swarm manager address (unset: DOCKER_HOST, else the local socket)",
+        "URL",
+    ),
+    Option(
+        "fallback_version",
+        _version,
+        "version served until the docker target or swarm service is first ready",
+        "VERSION",
+    ),
     Option("poll_interval", _positive_float, "seconds between reads of the version file (source file)", "SECONDS"),
     Option("heartbeat", _positive_float, "seconds between re-sends of the current version", "SECONDS"),
     Option("retry", _non_negative_int, "reconnect delay sent to browsers, in ms", "MS"),
@@ -241,6 +260,8 @@ def _check_combination(settings: Settings) -> Settings:
         raise SettingError("--version-file (SIDECAR_VERSION_FILE): required with --source file")
     if settings.source == "docker" and settings.docker_target is None:
         raise SettingError("--docker-target (SIDECAR_DOCKER_TARGET): required with --source docker")
+    if settings.source == "swarm" and settings.swarm_service is None:
+        raise SettingError("--swarm-service (SIDECAR_SWARM_SERVICE): required with --source swarm")
     return settings
 
 

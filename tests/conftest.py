@@ -1,11 +1,13 @@
 """Fixtures shared by every test tier."""
 
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.docker.version_listener import VersionListener
 from tests.sidecar_process import SidecarProcess
 
 StartSidecar = Callable[..., SidecarProcess]
@@ -32,3 +34,25 @@ def start_sidecar(tmp_path: Path) -> Iterator[StartSidecar]:
     yield start
     for sidecar in started:
         sidecar.stop()
+
+
+@pytest.fixture
+def listen() -> Iterator[Callable[[str], VersionListener]]:
+    """listen(sidecar.url) -> a connected VersionListener; closed at the end of the test."""
+    listeners: list[VersionListener] = []
+
+    def open_listener(base_url: str) -> VersionListener:
+        listener = VersionListener(f"{base_url}/events/version")
+        listeners.append(listener)
+        return listener
+
+    yield open_listener
+    for listener in listeners:
+        listener.close()
+
+
+@pytest.fixture
+def name() -> Callable[[str], str]:
+    """name("app") -> a container or image name no other test run uses."""
+    run = uuid.uuid4().hex[:8]
+    return lambda what: f"vs-{run}-{what}"

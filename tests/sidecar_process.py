@@ -11,8 +11,10 @@ import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -98,3 +100,12 @@ class SidecarProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+def logged(sidecar: SidecarProcess, event: str, **contains: str) -> list[dict[str, object]]:
+    """The sidecar's log lines of `event` whose fields contain the given texts."""
+    return [
+        line
+        for line in sidecar.log_events()
+        if line.get("event") == event and all(text in str(line.get(key)) for key, text in contains.items())
+    ]

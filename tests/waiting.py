@@ -10,15 +10,21 @@ T = TypeVar("T")
 
 
 def wait_until(
-    condition: Callable[[], T | None], what: str, timeout: float = 10.0, pause: Callable[[float], object] = time.sleep
+    condition: Callable[[], T | None],
+    what: str,
+    timeout: float = 10.0,
+    pause: Callable[[float], object] = time.sleep,
+    details: Callable[[], str] | None = None,
 ) -> T:
     """Poll `condition` until it returns something truthy, and return that; fail naming `what`.
 
-    `pause` waits between polls: a browser test passes one that lets its driver run."""
+    `pause` waits between polls: a browser test passes one that lets its driver run. `details`
+    adds what helps to find out why (say, a sidecar's log) to the failure."""
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            more = f"\n{details()}" if details is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{more}")
         pause(0.05)
     return result
 

@@ -1,14 +1,12 @@
-"""Fixtures of the docker tier: a real Docker Engine, unique names, SSE listeners."""
+"""Fixtures of the docker tier: a real Docker Engine (unique names and SSE listeners: tests/conftest.py)."""
 
 import tempfile
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.docker.engine import Engine, PrivateEngine, shared_engine
-from tests.docker.version_listener import VersionListener
 
 
 @pytest.fixture
@@ -30,25 +28,3 @@ def private_engine() -> Iterator[PrivateEngine]:
         yield engine
     finally:
         engine.destroy()
-
-
-@pytest.fixture
-def name() -> Callable[[str], str]:
-    """name("app") -> a container or image name no other test run uses."""
-    run = uuid.uuid4().hex[:8]
-    return lambda what: f"vs-{run}-{what}"
-
-
-@pytest.fixture
-def listen() -> Iterator[Callable[[str], VersionListener]]:
-    """listen(sidecar.url) -> a connected VersionListener; closed at the end of the test."""
-    listeners: list[VersionListener] = []
-
-    def open_listener(base_url: str) -> VersionListener:
-        listener = VersionListener(f"{base_url}/events/version")
-        listeners.append(listener)
-        return listener
-
-    yield open_listener
-    for listener in listeners:
-        listener.close()

@@ -139,13 +139,18 @@ def shared_engine() -> Engine:
 class PrivateEngine(Engine):
     """A second engine of the test's own (no bridge network), to stop and restart under a test."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, wrapper: Sequence[str] = ()) -> None:
+        """`wrapper`: a command prefix that starts the engine elsewhere, e.g. in namespaces of its own."""
         self.state_dir = state_dir
+        self.wrapper = list(wrapper)
         super().__init__(f"unix://{state_dir}/docker.sock")
 
     def start(self) -> None:
         result = subprocess.run(
-            [str(START_DOCKERD), str(self.state_dir), "--bridge=none"], capture_output=True, text=True, timeout=60
+            [*self.wrapper, str(START_DOCKERD), str(self.state_dir), "--bridge=none"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if result.returncode != 0:
             raise AssertionError(f"cannot start a private Docker Engine: {result.stderr}")

@@ -2,7 +2,7 @@
 the few endpoints the docker source reads passes through to the engine's unix socket; anything
 else is refused with 403 and printed as `refused METHOD PATH`.
 
-    python -m tests.docker.socket_proxy PORT /path/to/docker.sock
+    python -m tests.docker.socket_proxy PORT /path/to/docker.sock [swarm]
 """
 
 import contextlib
@@ -24,12 +24,15 @@ from tests.sidecar_process import REPO, free_port
 ALLOWED_PATH = re.compile(
     r"(/v[0-9.]+)?/(_ping|version|events|containers/json|containers/[^/]+/json|images/[^/]+/json)"
 )
+# With `swarm`, what the swarm source reads instead: inspect a service, list tasks and nodes.
+ALLOWED_SWARM_PATH = re.compile(r"(/v[0-9.]+)?/(_ping|version|events|services/[^/]+|tasks|nodes|images/[^/]+/json)")
+ALLOWED = web.AppKey("allowed", re.Pattern[str])
 ENGINE = web.AppKey("engine", aiohttp.ClientSession)
 SOCKET_PATH = web.AppKey("socket_path", str)
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
-    if request.method != "GET" or not ALLOWED_PATH.fullmatch(request.path):
+    if request.method != "GET" or not request.app[ALLOWED].fullmatch(request.path):
         print(f"refused {request.method} {request.path}", flush=True)
         return web.Response(status=403, text="refused by the read-only socket proxy\n")
     upstream_url = URL(f"http://docker{request.raw_path}", encoded=True)
@@ -51,9 +54,10 @@ async def close_engine(app: web.Application) -> None:
 
 
 def main() -> None:
-    port, socket_path = int(sys.argv[1]), sys.argv[2]
+    port, socket_path, swarm = int(sys.argv[1]), sys.argv[2], sys.argv[3:] == ["swarm"]
     app = web.Application()
     app[SOCKET_PATH] = socket_path
+    app[ALLOWED] = ALLOWED_SWARM_PATH if swarm else ALLOWED_PATH
     app.on_startup.append(open_engine)
     app.on_cleanup.append(close_engine)
     app.router.add_route("*", "/{path:.*}", forward)
@@ -63,13 +67,15 @@ def main() -> None:
 
 
 @contextlib.contextmanager
-def running_socket_proxy(engine_socket: str, log_path: Path) -> Iterator[str]:
-    """Run the proxy in front of `engine_socket` while the block runs; yields its http:// URL."""
+def running_socket_proxy(engine_socket: str, log_path: Path, swarm: bool = False) -> Iterator[str]:
+    """Run the proxy in front of `engine_socket` while the block runs; yields its http:// URL.
+    `swarm`: pass what the swarm source reads instead of what the docker source reads."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    mode = ["swarm"] if swarm else []
     with log_path.open("wb") as log:
         proxy = subprocess.Popen(
-            [sys.executable, "-m", "tests.docker.socket_proxy", str(port), engine_socket],
+            [sys.executable, "-m", "tests.docker.socket_proxy", str(port), engine_socket, *mode],
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -2,13 +2,12 @@
 are stood in for by SSE clients on /events/version, and app deploys are made with the docker client."""
 
 import itertools
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -16,13 +15,13 @@ from tests.conftest import StartSidecar
 from tests.docker.engine import Engine, PrivateEngine
 from tests.docker.socket_proxy import running_socket_proxy
 from tests.docker.version_listener import VersionListener
-from tests.sidecar_process import SidecarProcess
+from tests.sidecar_process import SidecarProcess, logged
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.docker
 
 Name = Callable[[str], str]
 Listen = Callable[[str], VersionListener]
-T = TypeVar("T")
 
 SERVICE_LABEL = "com.docker.compose.service"
 PROJECT_LABEL = "com.docker.compose.project"
@@ -35,25 +34,6 @@ def start_following(
     return start_sidecar(
         ["--source", "docker", "--docker-target", target, *args], env={"DOCKER_HOST": engine.host, **(env or {})}
     )
-
-
-def wait_until(check: Callable[[], T], what: str, sidecar: SidecarProcess, timeout: float = 30.0) -> T:
-    """Poll `check` until it returns something true; fails with the sidecar's log after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not seen within {timeout} s: {what}\nsidecar log:\n{sidecar.logs()}")
-        time.sleep(0.1)
-    return result
-
-
-def logged(sidecar: SidecarProcess, event: str, **contains: str) -> list[dict[str, object]]:
-    """The sidecar's log lines of `event` whose fields contain the given texts."""
-    return [
-        line
-        for line in sidecar.log_events()
-        if line.get("event") == event and all(text in str(line.get(key)) for key, text in contains.items())
-    ]
 
 
 def waits_for(sidecar: SidecarProcess, text: str) -> Callable[[], list[dict[str, object]]]:
@@ -121,8 +101,18 @@ def test_a_new_container_is_announced_only_once_its_healthcheck_passes(engine: E
     app = follow_app(engine)
 
     app.deploy(app.image("2.0.0"), healthcheck="test -f /ready")
-    wait_until(lambda: engine.health(app.name) == "unhealthy", "the new container unhealthy", app.sidecar)
-    wait_until(waits_for(app.sidecar, f"{app.name} is unhealthy"), "the sidecar waiting for it", app.sidecar)
+    wait_until(
+        lambda: engine.health(app.name) == "unhealthy",
+        "the new container unhealthy",
+        timeout=30,
+        details=app.sidecar.logs,
+    )
+    wait_until(
+        waits_for(app.sidecar, f"{app.name} is unhealthy"),
+        "the sidecar waiting for it",
+        timeout=30,
+        details=app.sidecar.logs,
+    )
     health = app.sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0.0")
     assert app.browser.changes() == ["1.0.0"]
@@ -154,7 +144,12 @@ def test_replicas_of_a_compose_service_must_agree_before_a_new_version_is_announ
 
     engine.remove(f"{service}-1")  # rolling deploy: one replica at a time
     engine.run_app(f"{service}-1", new_image, labels=replica)
-    wait_until(waits_for(sidecar, "the ready containers to agree"), "the sidecar waiting for agreement", sidecar)
+    wait_until(
+        waits_for(sidecar, "the ready containers to agree"),
+        "the sidecar waiting for agreement",
+        timeout=30,
+        details=sidecar.logs,
+    )
     assert sidecar.health()["version"] == "1.0.0"
     assert browser.changes() == ["1.0.0"]
 
@@ -183,7 +178,12 @@ def test_a_target_missing_at_start_is_picked_up_and_survives_removal_and_recreat
     assert sidecar.health()["status"] == "ok"
 
     engine.remove(app)
-    wait_until(lambda: sidecar.health()["status"] == "degraded", "degraded once the target is gone", sidecar)
+    wait_until(
+        lambda: sidecar.health()["status"] == "degraded",
+        "degraded once the target is gone",
+        timeout=30,
+        details=sidecar.logs,
+    )
     assert sidecar.health()["version"] == "1.0.0"
 
     engine.run_app(app, second_image)
@@ -218,7 +218,7 @@ def test_an_invalid_label_is_rejected_and_the_last_good_version_kept(
     app = follow_app(engine)
 
     app.deploy(app.image(label))
-    wait_until(waits_for(app.sidecar, reason), "the label rejected", app.sidecar)
+    wait_until(waits_for(app.sidecar, reason), "the label rejected", timeout=30, details=app.sidecar.logs)
     health = app.sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0.0")
     assert reason in str(health["problem"])
@@ -237,7 +237,8 @@ def test_the_sidecar_rides_out_an_engine_restart(private_engine: PrivateEngine, 
     wait_until(
         lambda: [line for line in logged(sidecar, "docker engine unreachable") if float(str(line["retry_in"])) >= 2],
         "reconnect attempts backing off",
-        sidecar,
+        timeout=30,
+        details=sidecar.logs,
     )
     health = sidecar.health()
     assert (health["status"], health["version"]) == ("degraded", "1.0.0")
@@ -246,8 +247,18 @@ def test_the_sidecar_rides_out_an_engine_restart(private_engine: PrivateEngine, 
     assert delays == sorted(delays), f"each retry waits at least as long as the last: {delays}"
 
     private_engine.start()  # the container comes back too (restart=always)
-    wait_until(lambda: logged(sidecar, "docker engine reachable again"), "the sidecar reconnected", sidecar)
-    wait_until(lambda: sidecar.health()["status"] == "ok", "healthy again once the app is back", sidecar)
+    wait_until(
+        lambda: logged(sidecar, "docker engine reachable again"),
+        "the sidecar reconnected",
+        timeout=30,
+        details=sidecar.logs,
+    )
+    wait_until(
+        lambda: sidecar.health()["status"] == "ok",
+        "healthy again once the app is back",
+        timeout=30,
+        details=sidecar.logs,
+    )
     assert sidecar.health()["version"] == "1.0.0"
 
     app.deploy(app.image("2.0.0"))  # and it follows the engine's events again

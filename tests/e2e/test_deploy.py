@@ -5,9 +5,7 @@ Chromium tab open through nginx throughout."""
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,47 +16,12 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import ARTIFACTS, wait_for_version
 from tests.docker.engine import DOCKER_CLI as DOCKER
-from tests.sidecar_process import REPO, free_port
+from tests.e2e.project import git, make_project
+from tests.sidecar_process import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
-# What a project using the sidecar holds: the example app, the sidecar, the deploy files.
-PROJECT_FILES = [
-    "Dockerfile", ".dockerignore", "pyproject.toml", "LICENSE", "README.md", "sidecar", "client",
-    "nginx", "examples", "docker-compose.yml", "deploy.sh", "build.sh",
-]  # fmt: skip
 DEPLOY_TIMEOUT = 900  # seconds; the first run on a fresh engine builds every layer (vfs is slow)
-
-
-def git(project: Path, *args: str) -> str:
-    command = ["git", "-c", "user.name=e2e", "-c", "user.email=e2e@example.test", *args]
-    return subprocess.run(command, cwd=project, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def make_project(project: Path) -> None:
-    """A git repository holding the project files, committed once, with the wheels for an offline build."""
-    project.mkdir()
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(source, project / name)
-    (project / ".gitignore").write_text("wheelhouse/\n", encoding="utf-8")
-    git(project, "init", "-q")
-    git(project, "add", ".")
-    git(project, "commit", "-q", "-m", "the app, with the version sidecar")
-    # No registry inside the engine: the sidecar's dependencies come from a wheelhouse made here.
-    # Without the project's own wheel (the image builds it from source), the wheelhouse is the
-    # same from run to run, and so is the build cache's key for it.
-    wheelhouse = project / "wheelhouse"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheelhouse), str(project), "hatchling"],
-        check=True,
-        capture_output=True,
-    )
-    for own in wheelhouse.glob("version_sidecar-*.whl"):
-        own.unlink()
 
 
 def deploy(project: Path, env: dict[str, str], *args: str, succeed: bool = True) -> str:

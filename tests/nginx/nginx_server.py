@@ -6,7 +6,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,7 +37,12 @@ class NginxServer:
     """nginx -p PREFIX -c nginx.conf, with the snippet included in a server that turns gzip on
     for event streams and buffers every response (nginx's default)."""
 
-    def __init__(self, prefix: Path, sidecar_port: int, app_port: int, read_timeout: float | None = None) -> None:
+    def __init__(
+        self, prefix: Path, sidecar_port: int | Sequence[int], app_port: int, read_timeout: float | None = None
+    ) -> None:
+        """`sidecar_port`: one sidecar, or several, as an upstream of that many servers."""
+        sidecar_ports = [sidecar_port] if isinstance(sidecar_port, int) else list(sidecar_port)
+        sidecar_servers = " ".join(f"server 127.0.0.1:{port};" for port in sidecar_ports)
         self.prefix = prefix
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -64,7 +69,7 @@ http {{
     gzip on;
     gzip_min_length 1;
     gzip_types text/event-stream application/javascript text/javascript;
-    upstream version_sidecar {{ server 127.0.0.1:{sidecar_port}; }}
+    upstream version_sidecar {{ {sidecar_servers} }}
     server {{
         listen 127.0.0.1:{self.port};
         include {prefix}/version-sidecar.conf;

@@ -5,7 +5,8 @@ import pytest
 
 from sidecar.config import SettingError, load_settings
 from sidecar.sources import SourceError
-from sidecar.sources.docker import DEFAULT_LABELS, DockerSource, Replica, agree, container_state, version_from_labels
+from sidecar.sources.docker import DockerSource, Replica, agree, container_state
+from sidecar.sources.engine import DEFAULT_LABELS, version_from_labels
 
 VERSION, REVISION = DEFAULT_LABELS
 
