@@ -1,6 +1,7 @@
 """Command line entry point: `version-sidecar` and `python -m sidecar`."""
 
 import asyncio
+import functools
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -9,8 +10,9 @@ from aiohttp import web
 
 from .app import ANNOUNCER, create_app
 from .config import DEMO_VERSION_FILE, SettingError, Settings, describe, fail, load_settings
+from .host import HostTable, WorkerRow
 from .logs import configure_logging, get_logger
-from .server import fit_under_open_files_limit, run
+from .server import fit_under_open_files_limit, run, streams_per_process
 from .sources import Source, SourceError
 from .sources.docker import DockerSource
 from .sources.env import EnvSource
@@ -45,9 +47,10 @@ def make_source(settings: Settings) -> Source:
     return EnvSource(settings.version_env)
 
 
-async def build_app(settings: Settings) -> web.Application:
-    """The app, with its first version read and checked before serving; raises SourceError."""
-    app = create_app(settings, make_source(settings))
+async def build_app(settings: Settings, row: WorkerRow | None = None) -> web.Application:
+    """The app (on `row` of the host table; None: a table of its own), with its first version
+    read and checked before serving; raises SourceError."""
+    app = create_app(settings, make_source(settings), row)
     initial = await app[ANNOUNCER].read_initial()
     log.info("starting", version=initial, **describe(settings))
     return app
@@ -68,13 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             change_version_with=f"echo v2 > {settings.version_file}",
         )
     settings = fit_under_open_files_limit(settings)
+    table = HostTable(settings.workers, settings.max_clients)  # before any fork: every worker shares it
     if settings.workers > 1:
         try:
             sockets = reuseport_sockets(settings.host, settings.port, settings.workers)
         except OSError as error:
             fail(f"--port {settings.port}: cannot listen on {settings.host}: {error.strerror or error}")
-        return run_workers(sockets, lambda sock: serve(settings, sock))
-    return serve(settings)
+        return run_workers(sockets, lambda sock: serve(settings, sock, row=table.row(sockets.index(sock))))
+    return serve(settings, row=table.row(0))
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -89,9 +93,15 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 def serve(
     settings: Settings,
     sock: socket.socket | None = None,
-    build: Callable[[Settings], Awaitable[web.Application]] = build_app,
+    build: Callable[[Settings], Awaitable[web.Application]] | None = None,
+    row: WorkerRow | None = None,
 ) -> int:
-    """Serve until a stop signal; exit status 0, or 2 with one line when it cannot start."""
+    """Serve until a stop signal; exit status 0, or 2 with one line when it cannot start.
+    `build` makes the app (default: build_app on `row` of the host table)."""
+    if row is not None:
+        row.stream_limit = streams_per_process(settings)
+    if build is None:
+        build = functools.partial(build_app, row=row)
     with asyncio.Runner(loop_factory=_event_loop) as runner:
         try:
             status = runner.run(run(settings, build, sock))

@@ -24,7 +24,7 @@ class DropRules:
 
 
 class Client:
-    __slots__ = ("chunked", "ended", "peer", "rules", "slot", "transport", "waiting_since")
+    __slots__ = ("chunked", "dropped", "ended", "peer", "rules", "slot", "transport", "waiting_since")
 
     def __init__(self, stream: OpenedStream, peer: str, slot: int, rules: DropRules) -> None:
         self.transport = stream.transport
@@ -39,6 +39,8 @@ class Client:
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         # When this client's unsent data was first seen waiting (send-timeout rule), else None.
         self.waiting_since: float | None = None
+        # Which drop rule ended this stream (one of host.DROP_REASONS), if one did.
+        self.dropped: str | None = None
         self._limit_unacknowledged_time()
 
     async def open(self, stream: OpenedStream, first: bytes) -> str | None:
@@ -62,7 +64,7 @@ class Client:
         elif self.waiting_since is None:
             self.waiting_since = now
         elif now - self.waiting_since > self.rules.send_timeout:
-            return self._abort(f"send timed out after {self.rules.send_timeout:g} s")
+            return self._abort("send_timeout", f"send timed out after {self.rules.send_timeout:g} s")
         return None
 
     def end(self, reason: str) -> None:
@@ -71,10 +73,11 @@ class Client:
 
     def _too_slow(self) -> str | None:
         if self.transport.get_write_buffer_size() > self.rules.max_buffer:
-            return self._abort(f"too slow: more than {self.rules.max_buffer} bytes unsent")
+            return self._abort("too_slow", f"too slow: more than {self.rules.max_buffer} bytes unsent")
         return None
 
-    def _abort(self, reason: str) -> str:
+    def _abort(self, rule: str, reason: str) -> str:
+        self.dropped = rule
         self.transport.abort()
         return reason
 

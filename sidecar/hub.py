@@ -1,7 +1,8 @@
 """The hub: who is connected, the current version event, and one shared heartbeat.
 
 Each event is encoded and framed once and handed to every client; each client owns its writes
-and its drop rules (client.py).
+and its drop rules (client.py). What the hub does is counted in its worker's row of the host
+table (host.py): an integer or two per fan-out, per heartbeat slice and per join, never per client.
 """
 
 import asyncio
@@ -10,6 +11,7 @@ import time
 
 from .aiohttp_internals import Framed, OpenedStream
 from .client import Client, DropRules
+from .host import HostTable, WorkerRow
 from .logs import get_logger
 from .sse import encode_retry, encode_version_event
 from .version import Version
@@ -19,13 +21,21 @@ log = get_logger("sidecar.hub")
 
 class Hub:
     def __init__(
-        self, *, heartbeat: float, retry: int, retry_jitter: int, max_clients: int, drop_rules: DropRules
+        self,
+        *,
+        heartbeat: float,
+        retry: int,
+        retry_jitter: int,
+        max_clients: int,
+        drop_rules: DropRules,
+        row: WorkerRow | None = None,
     ) -> None:
         self.heartbeat = heartbeat
         self.retry = retry
         self.retry_jitter = retry_jitter
-        self.max_clients = max_clients
         self.drop_rules = drop_rules
+        # This worker's row of the host table; a hub on its own gets a table of one row.
+        self.row = row if row is not None else HostTable(1, max_clients).row(0)
         self.clients: set[Client] = set()
         self.version: Version | None = None
         self._event: Framed | None = None  # the current version event, framed once
@@ -33,10 +43,6 @@ class Hub:
         # The heartbeat goes out in slices of about a second each (one slice when it is shorter).
         self._heartbeat_slices = max(1, int(heartbeat))
         self._joined = 0
-
-    @property
-    def full(self) -> bool:
-        return len(self.clients) >= self.max_clients
 
     @property
     def retry_after_seconds(self) -> int:
@@ -49,8 +55,11 @@ class Hub:
             return False
         old, self.version = self.version, version
         self._event = Framed.of(encode_version_event(version))
+        self.row.announced(version)
         log.info("version changed", old=old, new=version, clients=len(self.clients))
-        self._send_all(list(self.clients), self._event)
+        targets, started = list(self.clients), time.perf_counter()
+        self._send_all(targets, self._event)
+        self.row.fanned_out(time.perf_counter() - started, len(targets))
         return True
 
     async def join(self, stream: OpenedStream, peer: str, last_event_id: str | None) -> Client:
@@ -63,9 +72,12 @@ class Hub:
             first += sent.plain  # the stream's writer frames this first write itself
         reason = await client.open(stream, first)
         if reason is not None:
+            if client.dropped is not None:
+                self.row.dropped(client.dropped)
             client.end(reason)
             return client
         self.clients.add(client)
+        self.row.joined(0 if sent is None else 1)
         log.info(
             "client connected",
             peer=peer,
@@ -76,11 +88,14 @@ class Hub:
             log.info("initial version sent", peer=peer, version=self.version)
         if self._event is not sent and self._event is not None:  # a change while the head went out
             self._send_all([client], self._event)
+            self.row.sent(1)
         return client
 
     def leave(self, client: Client, reason: str) -> None:
         if client in self.clients:
             self.clients.discard(client)
+            if client.dropped is not None:
+                self.row.dropped(client.dropped)
             log.info("client disconnected", peer=client.peer, reason=reason, clients=len(self.clients))
         client.end(reason)
 
@@ -113,6 +128,7 @@ class Hub:
                     due.append(client)
             if self._event is not None:
                 self._send_all(due, self._event)
+                self.row.sent(len(due))
                 if turn == 0:
                     log.debug("heartbeat sent", version=self.version, clients=len(self.clients))
 

@@ -61,19 +61,26 @@ def raise_open_files_limit() -> int:
 
 
 def fit_under_open_files_limit(settings: Settings) -> Settings:
-    """`settings` with --max-clients lowered to what fits under the open-files limit (warns if it
-    had to be); call once, before workers fork."""
+    """`settings` with --max-clients (the cap of the whole host) lowered to what its workers fit
+    under the open-files limit (warns if it had to be); call once, before workers fork."""
     limits = Limits.under(raise_open_files_limit(), settings.max_clients)
-    if limits.streams < settings.max_clients:
+    streams = min(settings.max_clients, limits.streams * settings.workers)
+    if streams < settings.max_clients:
         log.warning(
             "--max-clients does not fit under the open-files limit",
             max_clients=settings.max_clients,
             open_files_limit=limits.open_files,
-            streams_held_at_most=limits.streams,
+            workers=settings.workers,
+            streams_held_at_most=streams,
             reserved=RESERVED_FOR_SOURCE + RESERVED_FOR_REQUESTS,
             fix="raise the hard open-files limit (ulimit -Hn, or the container's nofile ulimit)",
         )
-    return dataclasses.replace(settings, max_clients=limits.streams)
+    return dataclasses.replace(settings, max_clients=streams)
+
+
+def streams_per_process(settings: Settings) -> int:
+    """Streams one process holds at most: the host's cap, or less where its open-files limit says."""
+    return Limits.under(raise_open_files_limit(), settings.max_clients).streams
 
 
 class _CloseAtOnce(asyncio.Protocol):

@@ -90,7 +90,8 @@ async def test_only_the_two_public_paths_reach_the_sidecar(
     sidecar = start_sidecar([], env={"APP_VERSION": "v1"})
     nginx = start_nginx(sidecar.port)
     async with aiohttp.ClientSession() as session:
-        for path in ["/", "/about", "/events", "/events/", "/events/version/x", "/events/versions", "/healthz"]:
+        app_paths = ["/", "/about", "/events", "/events/", "/events/version/x", "/events/versions"]
+        for path in [*app_paths, "/healthz", "/metrics"]:
             async with session.get(f"{nginx.url}{path}") as response:
                 assert response.status == 200, path
                 assert await response.text() == f"stand-in app: {path}\n"

@@ -112,6 +112,7 @@ async def test_a_client_too_far_behind_is_dropped_and_the_others_served() -> Non
     assert slow_client.ended.result() == "too slow: more than 100 bytes unsent"
     assert len(hub.clients) == 1
     assert sorted(name for name, _ in log) == ["quick", "slow"]
+    assert hub.row.table.read().workers[0].dropped == {"too_slow": 1, "send_timeout": 0}
 
 
 async def test_a_client_whose_data_waits_past_the_send_timeout_is_dropped_at_a_heartbeat() -> None:
@@ -128,6 +129,7 @@ async def test_a_client_whose_data_waits_past_the_send_timeout_is_dropped_at_a_h
         hub.stop()
     assert stuck_client.ended.result() == "send timed out after 0.2 s"
     assert stuck.aborted and not reading.aborted
+    assert hub.row.table.read().workers[0].dropped == {"too_slow": 0, "send_timeout": 1}
 
 
 async def test_a_client_whose_data_drains_in_time_stays() -> None:
@@ -182,3 +184,19 @@ async def test_the_heartbeat_serves_one_slice_of_the_clients_per_tick() -> None:
     slot = {name: index % 2 for index, name in enumerate(names)}  # given in turn as they joined
     assert len({slot[name] for name, _ in log[:3]}) == 1  # the first three writes: one slice
     assert sorted(name for name, _ in log[:6]) == names  # then the other slice: everyone once
+
+
+async def test_what_the_hub_does_is_counted_in_its_row_once_per_fan_out() -> None:
+    hub, log = make_hub(heartbeat=0.05), WriteLog()
+    await join(hub, "early", log)  # no version yet: no first event
+    hub.publish(check_version("v1"))
+    await join(hub, "late", log)
+    hub.publish(check_version("v2"))
+    worker = hub.row.table.read().workers[0]
+    # v1 to one client, v1 as the late one's first event, v2 to both.
+    assert (worker.connected, worker.events_sent, worker.fanouts) == (2, 4, 2)
+    hub.start()
+    try:  # the heartbeat's slices count what they send too
+        await eventually(lambda: hub.row.table.read().workers[0].events_sent >= 6, "two heartbeats counted")
+    finally:
+        hub.stop()
