@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from .app import ANNOUNCER, create_app
+from .app import ANNOUNCER, HUB, create_app
 from .config import DEMO_VERSION_FILE, SettingError, Settings, describe, fail, load_settings
 from .host import HostTable, WorkerRow
 from .logs import configure_logging, get_logger
@@ -18,7 +18,8 @@ from .sources.docker import DockerSource
 from .sources.env import EnvSource
 from .sources.file import FileSource
 from .sources.swarm import SwarmSource
-from .workers import reuseport_sockets, run_workers
+from .version import check_version
+from .workers import Supervisor, reuseport_sockets
 
 log = get_logger("sidecar")
 
@@ -49,9 +50,21 @@ def make_source(settings: Settings) -> Source:
 
 async def build_app(settings: Settings, row: WorkerRow | None = None) -> web.Application:
     """The app (on `row` of the host table; None: a table of its own), with its first version
-    read and checked before serving; raises SourceError."""
-    app = create_app(settings, make_source(settings), row)
-    initial = await app[ANNOUNCER].read_initial()
+    read and checked before serving; raises SourceError, unless this worker replaces one that
+    died: then the host's last version is kept meanwhile."""
+    source = make_source(settings)
+    app = create_app(settings, source, row)
+    try:
+        initial = await app[ANNOUNCER].read_initial()
+    except SourceError as error:
+        last = app[HUB].row.table.read().version
+        if last is None:  # the host's first start: a setting or source to fix
+            raise
+        # Like a running worker whose source fails: serve the last good version, degraded.
+        log.warning("source error, keeping the last good version", source=source.name, error=str(error))
+        source.problem = str(error)
+        initial = check_version(last)
+        app[HUB].publish(initial)
     log.info("starting", version=initial, **describe(settings))
     return app
 
@@ -61,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(argv)
     except SettingError as error:
         fail(str(error))
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, worker="supervisor" if settings.workers > 1 else None)
     if settings.demo and settings.version_file == DEMO_VERSION_FILE and not DEMO_VERSION_FILE.exists():
         DEMO_VERSION_FILE.write_text("v1\n", encoding="utf-8")
     if settings.demo:
@@ -77,7 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             sockets = reuseport_sockets(settings.host, settings.port, settings.workers)
         except OSError as error:
             fail(f"--port {settings.port}: cannot listen on {settings.host}: {error.strerror or error}")
-        return run_workers(sockets, lambda sock: serve(settings, sock, row=table.row(sockets.index(sock))))
+
+        def serve_worker(index: int, sock: socket.socket) -> int:
+            configure_logging(settings.log_format, settings.log_level, worker=index)
+            return serve(settings, sock, row=table.row(index))
+
+        return Supervisor(sockets, table, serve_worker, settings.shutdown_timeout).run()
     return serve(settings, row=table.row(0))
 
 

@@ -18,7 +18,8 @@ import structlog
 NOISE_PERIOD = 10.0
 
 
-def configure_logging(log_format: str = "auto", level: str = "info", worker: int | None = None) -> None:
+def configure_logging(log_format: str = "auto", level: str = "info", worker: int | str | None = None) -> None:
+    """`worker`: the index of the worker writing, or "supervisor" (with --workers N)."""
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
@@ -55,7 +56,7 @@ def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
 class _Fields:
     """Adds fixed fields (the worker) to every event."""
 
-    worker: int
+    worker: int | str
 
     def __call__(self, _logger: Any, _method: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
         event.setdefault("worker", self.worker)

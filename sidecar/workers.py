@@ -1,21 +1,49 @@
-"""--workers N: N processes share the port through SO_REUSEPORT, so one host uses every core.
+"""--workers N: N processes share the port through SO_REUSEPORT, under a supervisor.
 
 The supervisor binds one listening socket per worker before forking (so a taken port fails at
-once, in the supervisor, with exit 2), then each worker serves its own socket with its own hub
-and follows the same source; the kernel spreads new connections over the sockets. The
-supervisor passes SIGTERM/SIGINT on to the workers and exits with the worst worker status.
+once, with exit 2) and keeps every socket: a dead worker's successor serves the same socket, and
+the connections the kernel queued on it meanwhile wait for it instead of failing. Worker 0
+starts alone; the others follow once it serves, so a setting or source that cannot start stops
+the host with its one line (exit 2) instead of one line per worker. Then:
+
+- a worker that dies is started again after a back-off (RESTART_FIRST, doubling up to
+  RESTART_LAST, back to the first once a worker has run RESTART_LAST seconds); one that dies
+  before serving START_ATTEMPTS times in a row stops the host: exit 1 and one line saying why;
+- the other workers, and their streams, are untouched;
+- workers die with the supervisor, however it dies: each asks the kernel for SIGTERM when its
+  parent goes (PR_SET_PDEATHSIG), which ends its streams cleanly;
+- SIGTERM, SIGINT and SIGHUP are passed on once, as SIGTERM; a second one is logged and ignored;
+  the supervisor exits 0 once every worker has ended cleanly.
+
+What every worker counts lives in the host table (host.py); the supervisor zeroes a dead
+worker's row before the next one takes it over.
 """
 
+import ctypes
 import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
-from types import FrameType
+from dataclasses import dataclass
+from typing import NoReturn
 
+from .host import HostTable
 from .logs import get_logger
 
 log = get_logger("sidecar.workers")
+
+RESTART_FIRST, RESTART_LAST = 0.25, 30.0
+START_ATTEMPTS = 5
+# How often the supervisor looks whether a starting worker serves yet.
+START_POLL = 0.05
+# After a stop signal, how much longer than --shutdown-timeout the workers get before SIGKILL.
+STOP_GRACE = 10.0
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+_WAITED = STOP_SIGNALS | {signal.SIGCHLD}
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
@@ -38,48 +66,199 @@ def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
-def run_workers(sockets: list[socket.socket], serve: Callable[[socket.socket], int]) -> int:
-    """Fork one worker per socket running `serve(sock)`; wait for all; the worst exit status."""
-    children: dict[int, int] = {}
-    for index, sock in enumerate(sockets):
+@dataclass
+class _Worker:
+    """One worker place: its socket and row are kept; its process comes and goes."""
+
+    index: int
+    sock: socket.socket
+    pid: int | None = None
+    starts: int = 0
+    started_at: float = 0.0
+    serving: bool = False  # seen serving since it was started
+    start_at: float | None = None  # when to start it, while it is not running
+    delay: float = RESTART_FIRST
+    failed_starts: int = 0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        sockets: list[socket.socket],
+        table: HostTable,
+        serve: Callable[[int, socket.socket], int],
+        shutdown_timeout: float,
+    ) -> None:
+        self.workers = [_Worker(index, sock) for index, sock in enumerate(sockets)]
+        self.table = table
+        self.serve = serve
+        self.stop_timeout = shutdown_timeout + STOP_GRACE
+        self.pid = os.getpid()
+        self.status = 0  # the exit status so far
+        self.stopping_since: float | None = None
+        self.ever_served = False  # worker 0 served: the settings and the source can start
+        self.all_served = False
+        self._signal_mask: set[int | signal.Signals] = set()  # the mask before the supervisor's, for the workers
+
+    def run(self) -> int:
+        """Start the workers, keep them running until a stop signal; the exit status."""
+        self._signal_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)  # taken by sigtimedwait
+        self._start(self.workers[0])
+        while self._running() or (self.stopping_since is None and self._due()):
+            self._notice_serving()
+            timeout = self._timeout()
+            info = signal.sigtimedwait(_WAITED, timeout) if timeout is not None else signal.sigwaitinfo(_WAITED)
+            if info is None:
+                self._on_time()
+            elif info.si_signo == signal.SIGCHLD:
+                self._reap()
+            else:
+                self._stop(signal.Signals(info.si_signo).name)
+        if self.ever_served:  # else the first worker said why it could not start
+            log.info("stopped", status=self.status)
+        return self.status
+
+    def _running(self) -> list[_Worker]:
+        return [worker for worker in self.workers if worker.pid is not None]
+
+    def _due(self) -> list[_Worker]:
+        return [worker for worker in self.workers if worker.start_at is not None]
+
+    def _timeout(self) -> float | None:
+        now = time.monotonic()
+        if self.stopping_since is not None:
+            return max(0.0, self.stopping_since + self.stop_timeout - now)
+        waits = [max(0.0, worker.start_at - now) for worker in self._due() if worker.start_at is not None]
+        if any(not worker.serving for worker in self._running()):
+            waits.append(START_POLL)
+        return min(waits, default=None)
+
+    def _notice_serving(self) -> None:
+        for worker in self._running():
+            if not worker.serving and self.table.is_up(worker.index):
+                worker.serving = True
+                if worker.starts > 1:
+                    log.info("worker serving again", worker_index=worker.index, pid=worker.pid)
+                if not self.ever_served:  # worker 0 could start: the others follow
+                    self.ever_served = True
+                    for other in self.workers[1:]:
+                        other.start_at = time.monotonic()
+                elif not self.all_served and all(worker.serving for worker in self.workers):
+                    self.all_served = True
+                    log.info("workers serving", workers=len(self.workers), pids=[w.pid for w in self.workers])
+
+    def _on_time(self) -> None:
+        now = time.monotonic()
+        if self.stopping_since is not None:
+            if now >= self.stopping_since + self.stop_timeout:
+                for worker in self._running():
+                    assert worker.pid is not None
+                    log.error("worker did not stop in time, killing it", worker_index=worker.index, pid=worker.pid)
+                    os.kill(worker.pid, signal.SIGKILL)
+                self.stopping_since = now  # one more round for the kills to be reaped
+            return
+        for worker in self._due():
+            if worker.start_at is not None and worker.start_at <= now:
+                self._start(worker)
+
+    def _start(self, worker: _Worker) -> None:
+        worker.starts += 1
+        restart = worker.starts > 1
         pid = os.fork()
-        if pid == 0:  # the worker: keep only its own socket
-            for other in sockets:
-                if other is not sock:
-                    other.close()
-            status = 1
-            try:
-                status = serve(sock)
-            except SystemExit as stop:
-                status = stop.code if isinstance(stop.code, int) else 1
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(status)
-        children[pid] = index
-    for sock in sockets:
-        sock.close()
-    log.info("workers started", workers=len(children), pids=sorted(children))
+        if pid == 0:
+            self._become(worker)
+        worker.pid, worker.started_at, worker.serving, worker.start_at = pid, time.monotonic(), False, None
+        self.table.worker_started(worker.index, pid, restart)
+        if restart:
+            log.info("worker restarted", worker_index=worker.index, pid=pid)
 
-    def pass_on(signum: int, _frame: FrameType | None) -> None:
-        for pid in children:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+    def _become(self, worker: _Worker) -> NoReturn:
+        """In the forked child: serve as `worker` until stopped; never returns."""
+        status = 1
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._signal_mask)
+            _die_with_parent(self.pid)
+            for other in self.workers:
+                if other is not worker:
+                    other.sock.close()  # this process's copies only; the supervisor keeps its own
+            status = self.serve(worker.index, worker.sock)
+        except SystemExit as stop:
+            status = stop.code if isinstance(stop.code, int) else 1
+        except BaseException:
+            log.exception("worker failed", worker_index=worker.index)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
 
-    signal.signal(signal.SIGTERM, pass_on)
-    signal.signal(signal.SIGINT, pass_on)
-    worst = 0
-    while children:
-        pid, wait_status = os.wait()
-        if pid not in children:
-            continue
-        del children[pid]
-        status = os.waitstatus_to_exitcode(wait_status)
-        status = 128 - status if status < 0 else status  # killed by a signal: 128 + its number
-        if status != 0 and children:
-            log.error("worker stopped, stopping the others", pid=pid, status=status)
-            pass_on(signal.SIGTERM, None)
-        worst = max(worst, status)
-    return worst
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = next((worker for worker in self.workers if worker.pid == pid), None)
+            if worker is not None:
+                self._died(worker, _exit_status(wait_status))
+
+    def _died(self, worker: _Worker, status: int) -> None:
+        self._notice_serving()  # it may have served since the last look
+        worker.pid = None
+        self.table.worker_died(worker.index)
+        if self.stopping_since is not None:
+            # Ended by the SIGTERM passed on before it could handle it (just started): no stream lost.
+            self.status = max(self.status, 0 if status == 128 + signal.SIGTERM else status)
+            return
+        ran = time.monotonic() - worker.started_at
+        if not self.ever_served:  # worker 0 could not start: neither will the others
+            self.status = status or 1
+            if status != 2:  # 2: it said why in its own line
+                log.error("the first worker could not start, stopping", worker_index=worker.index, status=status)
+            return
+        if worker.serving:
+            worker.failed_starts = 0
+        else:
+            worker.failed_starts += 1
+            if worker.failed_starts >= START_ATTEMPTS:
+                log.error(
+                    f"worker {worker.index} died before serving {worker.failed_starts} times in a row, stopping",
+                    worker_index=worker.index,
+                    status=status,
+                )
+                self.status = 1
+                self._stop(None)
+                return
+        if ran > RESTART_LAST:
+            worker.delay = RESTART_FIRST
+        worker.start_at = time.monotonic() + worker.delay
+        log.warning("worker died, restarting it", worker_index=worker.index, status=status, restart_in=worker.delay)
+        worker.delay = min(worker.delay * 2, RESTART_LAST)
+
+    def _stop(self, signal_name: str | None) -> None:
+        if self.stopping_since is not None:
+            log.info("already stopping", signal=signal_name)
+            return
+        if signal_name is not None:
+            log.info("stopping", signal=signal_name)
+        self.stopping_since = time.monotonic()
+        for worker in self.workers:
+            worker.start_at = None
+            worker.sock.close()  # nothing will serve it again: new connections are refused, not queued
+            if worker.pid is not None:
+                os.kill(worker.pid, signal.SIGTERM)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent dies, however it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:  # the parent died before the kernel was asked
+        raise SystemExit(0)
+
+
+def _exit_status(wait_status: int) -> int:
+    status = os.waitstatus_to_exitcode(wait_status)
+    return 128 - status if status < 0 else status  # killed by a signal: 128 + its number

@@ -1,0 +1,177 @@
+"""`--workers N`: several sidecar processes on one port under a supervisor, as a user runs them:
+started and stopped as one, a dead worker restarted without touching the others, no worker
+outliving the supervisor."""
+
+import asyncio
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import StartSidecar
+from tests.sidecar_process import SidecarProcess, free_port
+from tests.sse_client import StreamReader
+from tests.waiting import wait_until
+from tests.worker_streams import (
+    children,
+    health,
+    open_stream,
+    received,
+    serving_workers,
+    streams_on_every_worker,
+    wait_gone,
+)
+
+
+def file_source(tmp_path: Path, version: str = "v1") -> tuple[Path, list[str]]:
+    version_file = tmp_path / "version.txt"
+    version_file.write_text(f"{version}\n")
+    return version_file, ["--source", "file", "--version-file", str(version_file)]
+
+
+def supervisor_events(sidecar: SidecarProcess, event: str) -> list[dict[str, object]]:
+    return [e for e in sidecar.log_events() if e.get("worker") == "supervisor" and e["event"] == event]
+
+
+def test_two_workers_share_the_port_and_stop_together(start_sidecar: StartSidecar) -> None:
+    sidecar = start_sidecar(["--workers", "2"], env={"APP_VERSION": "v1"})
+    workers = serving_workers(sidecar, 2)
+    assert sorted(worker["pid"] for worker in workers) == sorted(children(sidecar.process.pid))
+    # New connections are spread over the workers by the kernel; each answers for both.
+    for _ in range(20):
+        answer = health(sidecar)
+        assert (answer["version"], len(answer["workers"])) == ("v1", 2)
+    assert sidecar.stop() == 0
+    wait_gone([worker["pid"] for worker in workers])
+
+
+def test_a_taken_port_stops_start_up_with_one_line() -> None:
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "sidecar", "--port", str(port), "--workers", "2"],
+            env={**os.environ, "APP_VERSION": "v1"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert f"--port {port}" in done.stderr
+
+
+def test_a_source_that_cannot_start_stops_every_worker_with_one_line(tmp_path: Path) -> None:
+    """Worker 0 starts alone: a bad source is said once, not once per worker."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "--port", str(free_port()), "--workers", "3"],
+        env={k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "APP_VERSION"))},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("version-sidecar: error: APP_VERSION: not set"), done.stderr
+
+
+async def test_a_killed_worker_is_restarted_and_the_other_workers_streams_carry_on(
+    start_sidecar: StartSidecar, tmp_path: Path
+) -> None:
+    version_file, source = file_source(tmp_path)
+    sidecar = start_sidecar([*source, "--workers", "2"])
+    serving_workers(sidecar, 2)
+    async with aiohttp.ClientSession() as session:
+        streams = await streams_on_every_worker(session, sidecar)
+        victim, survivor = health(sidecar)["workers"]
+        os.kill(victim["pid"], signal.SIGKILL)
+
+        def restarted() -> dict[str, Any]:
+            row: dict[str, Any] = health(sidecar)["workers"][0]
+            return row if row["up"] and row["pid"] != victim["pid"] else {}
+
+        replacement = wait_until(restarted, "worker 0 started again", timeout=20)
+        assert replacement["restarts"] == 1
+        # The dead worker's tabs are not counted; the other worker's are all still there.
+        assert health(sidecar)["clients"] == survivor["clients"]
+
+        version_file.write_text("v2\n")
+        heard = [await received(stream, "v2") for stream in streams]
+        assert heard.count(True) == survivor["clients"], "a stream of the other worker missed the change"
+        assert heard.count(False) == victim["clients"]
+
+        # The new worker 0 serves: a connection the kernel gives it hears the current version.
+        fresh: list[StreamReader] = []
+        while health(sidecar)["workers"][0]["clients"] == 0:
+            assert len(fresh) < 100, "no new connection reached the restarted worker"
+            fresh.append(await open_stream(session, sidecar))
+        version_file.write_text("v3\n")
+        survivors = [stream for stream, ok in zip(streams, heard, strict=True) if ok]
+        assert all([await received(stream, "v3") for stream in survivors + fresh])
+    assert len(supervisor_events(sidecar, "worker died, restarting it")) == 1
+
+
+def test_a_worker_that_keeps_dying_at_start_stops_the_host_with_one_line(start_sidecar: StartSidecar) -> None:
+    sidecar = start_sidecar(["--workers", "2"], env={"APP_VERSION": "v1"})
+    workers = serving_workers(sidecar, 2)
+    # Every worker forked from now on inherits a limit below the descriptors it is born with:
+    # it cannot even make its event loop.
+    resource.prlimit(sidecar.process.pid, resource.RLIMIT_NOFILE, (4, 4))
+    os.kill(workers[1]["pid"], signal.SIGKILL)
+    status = sidecar.process.wait(timeout=60)  # five starts, with back-off: about 8 s
+    assert status == 1, sidecar.logs()
+    errors = [e for e in sidecar.log_events() if e.get("worker") == "supervisor" and e["level"] == "error"]
+    assert [e["event"] for e in errors] == ["worker 1 died before serving 5 times in a row, stopping"]
+    wait_gone([workers[0]["pid"]])
+
+
+def test_workers_end_with_the_supervisor_however_it_dies(start_sidecar: StartSidecar) -> None:
+    sidecar = start_sidecar(["--workers", "2"], env={"APP_VERSION": "v1"})
+    pids = [worker["pid"] for worker in serving_workers(sidecar, 2)]
+    sidecar.process.kill()
+    sidecar.process.wait()
+    wait_gone(pids)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", sidecar.port), timeout=5).close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+async def test_a_stop_signal_ends_every_stream_of_every_worker_cleanly(start_sidecar: StartSidecar, sig: int) -> None:
+    sidecar = start_sidecar(["--workers", "2"], env={"APP_VERSION": "v1"})
+    serving_workers(sidecar, 2)
+    async with aiohttp.ClientSession() as session:
+        streams = await streams_on_every_worker(session, sidecar, each=1)
+        sidecar.process.send_signal(sig)
+        for stream in streams:
+            # A clean end: the chunked body's terminator arrives (else aiohttp raises ClientPayloadError).
+            await asyncio.wait_for(stream.response.content.read(), 10)
+    assert sidecar.stop(None, timeout=15) == 0, sidecar.logs()
+    ended_by = {
+        e["worker"] for e in sidecar.log_events() if e["event"] == "client disconnected"
+        and e["reason"] == "server shutting down"
+    }  # fmt: skip
+    assert ended_by == {0, 1}
+
+
+def test_a_second_stop_signal_during_shutdown_still_exits_0(start_sidecar: StartSidecar) -> None:
+    sidecar = start_sidecar(["--workers", "2"], env={"APP_VERSION": "v1"})
+    pids = [worker["pid"] for worker in serving_workers(sidecar, 2)]
+    os.kill(pids[1], signal.SIGSTOP)  # holds the shutdown open until it is let go
+    try:
+        sidecar.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: supervisor_events(sidecar, "stopping"), "the supervisor stopping")
+        sidecar.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: supervisor_events(sidecar, "already stopping"), "the second signal noticed")
+        assert sidecar.process.poll() is None, "the supervisor did not wait for its worker"
+    finally:
+        os.kill(pids[1], signal.SIGCONT)
+    assert sidecar.stop(None, timeout=15) == 0, sidecar.logs()
+    wait_gone(pids)
