@@ -189,14 +189,14 @@ OPTIONS: list[Option] = [
     Option("heartbeat", _positive_float, "seconds between re-sends of the current version", "SECONDS"),
     Option("retry", _non_negative_int, "reconnect delay sent to browsers, in ms", "MS"),
     Option("retry_jitter", _non_negative_int, "random extra reconnect delay per client, up to this many ms", "MS"),
-    Option("max_clients", _positive_int, "most streams held at once; more get 503 with Retry-After", "N"),
+    Option("max_clients", _positive_int, "most streams at once, over all workers; more get 503 with Retry-After", "N"),
     Option("max_buffer", _positive_int, "bytes a slow client may leave unsent before it is dropped", "BYTES"),
     Option("send_timeout", _positive_float, "seconds a client may leave data unsent or unacknowledged", "SECONDS"),
     Option("shutdown_timeout", _positive_float, "seconds to wait for streams to end on SIGTERM", "SECONDS"),
     Option("log_format", _choice("auto", "console", "json"), "auto: console on a terminal, else JSON", "FORMAT"),
     Option("log_level", _choice("debug", "info", "warning", "error"), "lowest level logged", "LEVEL"),
     Option("demo", _flag, "also serve a demo page at / (file source on demo-version.txt unless set)", is_switch=True),
-    Option("workers", _positive_int, "processes sharing the port (SO_REUSEPORT), each following the source", "N"),
+    Option("workers", _positive_int, "processes sharing the port (SO_REUSEPORT), supervised and restarted", "N"),
 ]
 
 DEFAULTS = Settings()

@@ -98,11 +98,9 @@ class PrometheusServer:
                 self.process.wait()
 
 
+def promtool(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([binary("promtool"), *args], input=stdin, capture_output=True, text=True, timeout=60)
+
+
 def promtool_check_metrics(exposition: bytes) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [binary("promtool"), "check", "metrics"],
-        input=exposition.decode(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return promtool(["check", "metrics"], exposition.decode())
