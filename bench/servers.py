@@ -148,7 +148,8 @@ class Sidecar(Server):
             "--host", "127.0.0.1", "--port", str(self.port),
             "--source", "file", "--version-file", str(self.version_file),
             "--log-level", "warning", "--log-format", "json",
-            "--max-clients", "20000", "--workers", str(self.workers),
+            # --max-clients is the host's: 20,000 streams per worker, as each process may hold.
+            "--max-clients", str(20000 * self.workers), "--workers", str(self.workers),
         ]  # fmt: skip
 
     def start(self, first_version: str) -> None:
@@ -157,10 +158,12 @@ class Sidecar(Server):
         self._spawn(self.command(), env)
         self._wait_port()
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # every worker answers once its hub knows the version
+        while time.monotonic() < deadline:  # every worker serves, and knows the version
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as reply:
-                    if json.load(reply)["version"] == first_version:
+                    health = json.load(reply)
+                    workers = health.get("workers", [{"up": True, "version": health["version"]}])
+                    if all(worker["up"] and worker["version"] == first_version for worker in workers):
                         return
             except OSError:
                 pass
