@@ -102,7 +102,7 @@ def _others_problem(host: HostState, mine: WorkerRow) -> str | None:
         if worker.index == mine.index:
             continue
         if not worker.up:
-            return f"worker {worker.index} is not serving (being restarted)"
+            return f"worker {worker.index} is not serving (starting)"
         if not worker.source_up:
             return f"worker {worker.index}: {worker.problem or 'its source is not followed yet'}"
     return None

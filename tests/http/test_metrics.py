@@ -88,7 +88,7 @@ async def test_healthz_and_metrics_speak_for_every_worker(aiohttp_client: Any, t
     table.worker_died(1)  # what the supervisor does before it starts the next one
     health = await (await client.get("/healthz")).json()
     assert (health["status"], health["clients"]) == ("degraded", 1)
-    assert health["problem"] == "worker 1 is not serving (being restarted)"
+    assert health["problem"] == "worker 1 is not serving (starting)"
     samples = await scrape(client)
     assert (samples["version_sidecar_clients", ()], samples["version_sidecar_workers", ()]) == (1, 1)
     stream.close()
