@@ -119,6 +119,30 @@ async def test_a_killed_worker_is_restarted_and_the_other_workers_streams_carry_
     assert len(supervisor_events(sidecar, "worker died, restarting it")) == 1
 
 
+async def test_a_worker_restarted_while_the_source_fails_keeps_the_last_version(
+    start_sidecar: StartSidecar, tmp_path: Path
+) -> None:
+    """As the running workers do: serve the last good version, degraded, rather than die at start."""
+    version_file, source = file_source(tmp_path)
+    sidecar = start_sidecar([*source, "--workers", "2"])
+    workers = serving_workers(sidecar, 2)
+    version_file.unlink()
+    os.kill(workers[1]["pid"], signal.SIGKILL)
+
+    def restarted() -> dict[str, Any]:
+        row: dict[str, Any] = health(sidecar)["workers"][1]
+        return row if row["up"] and row["pid"] != workers[1]["pid"] else {}
+
+    replacement = wait_until(restarted, "worker 1 serving again", timeout=20)
+    assert (replacement["version"], replacement["problem"]) == ("v1", f"--version-file {version_file}: no such file")
+    assert health(sidecar)["status"] == "degraded"
+    async with aiohttp.ClientSession() as session:
+        streams = await streams_on_every_worker(session, sidecar, each=1)
+        version_file.write_text("v2\n")
+        assert all([await received(stream, "v2") for stream in streams])
+    wait_until(lambda: health(sidecar)["status"] == "ok", "the source followed again")
+
+
 def test_a_worker_that_keeps_dying_at_start_stops_the_host_with_one_line(start_sidecar: StartSidecar) -> None:
     sidecar = start_sidecar(["--workers", "2"], env={"APP_VERSION": "v1"})
     workers = serving_workers(sidecar, 2)
