@@ -180,12 +180,16 @@ class WorkerRow:
 
     def take_seat(self) -> bool:
         """One seat under the host's cap (and this process's limit), or False when they are full."""
-        row = self._row
-        with self.table.locked():
-            if row.clients >= self.stream_limit or self.table.clients() >= self.table.max_clients:
+        row, table = self._row, self.table
+        # The lock by hand rather than table.locked(): this runs once per connection.
+        fcntl.lockf(table._fd, fcntl.LOCK_EX, 1)
+        try:
+            if row.clients >= self.stream_limit or table.clients() >= table.max_clients:
                 row.refused += 1
                 return False
             row.clients += 1
+        finally:
+            fcntl.lockf(table._fd, fcntl.LOCK_UN, 1)
         return True
 
     def give_seat(self) -> None:
