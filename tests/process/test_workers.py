@@ -3,6 +3,7 @@ started and stopped as one, a dead worker restarted without touching the others,
 outliving the supervisor."""
 
 import asyncio
+import contextlib
 import os
 import resource
 import signal
@@ -162,7 +163,13 @@ def test_workers_end_with_the_supervisor_however_it_dies(start_sidecar: StartSid
     pids = [worker["pid"] for worker in serving_workers(sidecar, 2)]
     sidecar.process.kill()
     sidecar.process.wait()
-    wait_gone(pids)
+    try:
+        wait_gone(pids)
+    except AssertionError:  # a regression must not leave orphans behind on the machine
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        raise
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", sidecar.port), timeout=5).close()
 
