@@ -82,10 +82,9 @@ def _port(text: str) -> int:
 
 
 def _base_path(text: str) -> str:
-    path = text.rstrip("/")
-    if not path.startswith("/") or any(c in path for c in " ?#\t\r\n"):
+    if not text.startswith("/") or any(c in text for c in " ?#\t\r\n"):
         raise ValueError("must start with / and hold no spaces, ? or #")
-    return path
+    return text.rstrip("/")  # "/" itself: the two paths at the root
 
 
 def _env_name(text: str) -> str:

@@ -60,7 +60,7 @@ class FileSource(Source):
             kind = stat.S_IFMT(info.st_mode)
             if kind != stat.S_IFREG:
                 raise SourceError(f"{self.origin}: is {_KINDS.get(kind, 'of an unknown kind')}, not a regular file")
-            data = b"" if info.st_size > MAX_FILE_BYTES else os.read(fd, MAX_FILE_BYTES + 1)
+            data = b"" if info.st_size > MAX_FILE_BYTES else _read_at_most(fd, MAX_FILE_BYTES + 1)
         except OSError as error:
             raise SourceError(f"{self.origin}: cannot read it: {error.strerror or error}") from None
         finally:
@@ -111,3 +111,12 @@ class FileSource(Source):
             if value != last_seen:
                 last_seen = value
                 publish(value)
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    """Up to `limit` bytes, to the end of the file: one read may return less than asked for (a
+    file under /proc hands out a page at a time, and says its size is 0)."""
+    data = b""
+    while len(data) < limit and (chunk := os.read(fd, limit - len(data))):
+        data += chunk
+    return data

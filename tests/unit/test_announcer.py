@@ -125,3 +125,63 @@ async def test_no_version_yet_reads_degraded() -> None:
     announcer = Announcer(ScriptedSource(None, []), make_hub())
     assert await announcer.read_initial() is None
     assert announcer.problem == "no version known yet"
+
+
+class CountingFailures(Source):
+    """Fails each follow() with a new message; follow number `long_run` first runs for a while."""
+
+    name = "counting"
+    origin = "--counting"
+
+    def __init__(self, long_run: int) -> None:
+        self.follows = 0
+        self.long_run = long_run
+        self.closed = False
+
+    async def read_initial(self) -> str | None:
+        return "v1"
+
+    async def follow(self, publish: Publish) -> None:
+        self.follows += 1
+        if self.follows == self.long_run:
+            await asyncio.sleep(0.2)  # longer than RESTART_LAST (patched to 0.05)
+        raise RuntimeError(f"failure {self.follows}")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_restarts_back_off_doubling_up_to_a_ceiling_and_start_over_after_a_long_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(announcer_module, "RESTART_LAST", 0.05)
+    source = CountingFailures(long_run=6)
+    announcer = Announcer(source, make_hub())
+    await announcer.read_initial()
+    with capture_logs() as logs:
+        announcer.start()
+        try:
+            await eventually(lambda: source.follows >= 7, "seven follows")
+        finally:
+            await announcer.stop()
+    failures = [entry for entry in logs if entry["event"] == "source failed, restarting it"]
+    assert [entry["retry_in"] for entry in failures[:6]] == [0.01, 0.02, 0.04, 0.05, 0.05, 0.01]
+    assert failures[0]["source"] == "counting" and failures[0]["exc_info"] is True
+    assert source.closed
+
+
+async def test_stop_ends_the_following_and_closes_the_source() -> None:
+    source = ScriptedSource("v1", [([], None)])  # follows until cancelled
+    closed: list[bool] = []
+
+    async def close() -> None:
+        closed.append(True)
+
+    source.close = close  # type: ignore[method-assign]
+    announcer = Announcer(source, make_hub())
+    await announcer.read_initial()
+    announcer.start()
+    await eventually(lambda: source.follows == 1, "the source to be followed")
+    follow_task = next(task for task in asyncio.all_tasks() if task.get_name() == "follow scripted")
+    await announcer.stop()
+    assert follow_task.cancelled() and closed == [True]

@@ -68,3 +68,81 @@ def test_demo_uses_the_file_source_unless_told_otherwise() -> None:
     demo = load_settings(["--demo"], environ={})
     assert demo.source == "file" and demo.version_file == Path("demo-version.txt")
     assert load_settings(["--demo", "--source", "env"], environ={}).source == "env"
+
+
+# Each setting as users write it, and what it becomes; each refused one with the reason said.
+ACCEPTED = [
+    ("--port", "0", "port", 0),
+    ("--port", "65535", "port", 65535),
+    ("--max-clients", "1", "max_clients", 1),
+    ("--retry", "0", "retry", 0),
+    ("--heartbeat", "0.01", "heartbeat", 0.01),
+    ("--heartbeat", "0.5", "heartbeat", 0.5),
+    ("--base-path", "/v/", "base_path", "/v"),
+    ("--base-path", "/", "base_path", ""),
+    ("--version-env", "SPOT_VERSION", "version_env", "SPOT_VERSION"),
+    ("--version-env", "_V", "version_env", "_V"),
+    ("--version-env", "v2", "version_env", "v2"),
+    ("--log-level", "WARNING", "log_level", "warning"),
+    ("--log-format", "Json", "log_format", "json"),
+    ("--docker-target", "App.web-1_x", "docker_target", "App.web-1_x"),
+    ("--docker-host", "unix:///run/docker.sock", "docker_host", "unix:///run/docker.sock"),
+    ("--docker-host", "tcp://proxy:2375", "docker_host", "tcp://proxy:2375"),
+    ("--docker-host", "http://proxy:2375", "docker_host", "http://proxy:2375"),
+    ("--docker-host", "https://proxy:2376", "docker_host", "https://proxy:2376"),
+    ("--fallback-version", "1.0", "fallback_version", "1.0"),
+]
+REFUSED = [
+    ("--port", "-1", "must be between 0 and 65535"),
+    ("--port", "65536", "must be between 0 and 65535"),
+    ("--max-clients", "0", "must be a positive whole number"),
+    ("--retry", "-1", "must be zero or a positive whole number"),
+    ("--heartbeat", "0", "must be a positive number of seconds"),
+    ("--heartbeat", "inf", "must be a positive number of seconds"),
+    ("--heartbeat", "nan", "must be a positive number of seconds"),
+    ("--base-path", "v", "must start with / and hold no spaces, ? or #"),
+    ("--base-path", "/a b", "must start with / and hold no spaces, ? or #"),
+    ("--base-path", "/a?b", "must start with / and hold no spaces, ? or #"),
+    ("--base-path", "/a#b", "must start with / and hold no spaces, ? or #"),
+    ("--version-env", "", "must be an environment variable name such as APP_VERSION"),
+    ("--version-env", "9LIVES", "must be an environment variable name such as APP_VERSION"),
+    ("--version-env", "APP-VERSION", "must be an environment variable name such as APP_VERSION"),
+    ("--log-level", "loud", "must be one of debug, info, warning, error"),
+    ("--docker-target", "-app", "must be a container, service or project name (letters, digits, _ . -)"),
+    ("--docker-target", "Ä", "must be a container, service or project name (letters, digits, _ . -)"),
+    ("--docker-host", "/var/run/docker.sock", "must be a unix://, tcp://, http:// or https:// address"),
+    ("--docker-label", "a b", "must be a label key such as org.opencontainers.image.version"),
+    ("--fallback-version", "a\nb", "must be a valid version, but it contains the non-printable character '\\n'"),
+]
+
+
+@pytest.mark.parametrize(("flag", "text", "field", "value"), ACCEPTED)
+def test_each_setting_accepts_what_users_write(flag: str, text: str, field: str, value: object) -> None:
+    assert getattr(load_settings([flag, text], environ={}), field) == value
+
+
+@pytest.mark.parametrize(("flag", "text", "reason"), REFUSED)
+def test_each_setting_refuses_with_the_reason(flag: str, text: str, reason: str) -> None:
+    with pytest.raises(SettingError) as refused:
+        load_settings([f"{flag}={text}"], environ={})
+    assert str(refused.value) == f"{flag}: {reason}, got {text!r}"
+
+
+@pytest.mark.parametrize(
+    ("text", "on"),
+    [(t, True) for t in ["1", "true", "YES", "on", "On"]]
+    + [(t, False) for t in ["0", "false", "No", "off", "OFF", ""]],
+)
+def test_a_switch_variable_reads_the_usual_words(text: str, on: bool) -> None:
+    assert load_settings([], environ={"SIDECAR_DEMO": text}).demo is on
+
+
+def test_version_and_help_name_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        load_settings(["--version"], environ={})
+    assert capsys.readouterr().out.startswith("version-sidecar ")
+    text = " ".join(build_parser().format_help().split())
+    assert text.startswith("usage: version-sidecar ")
+    assert "Tells every open browser tab when a new version of the app is out, over SSE." in text
+    assert "Every flag can also be set by its SIDECAR_* variable; the flag wins." in text
+    assert "[SIDECAR_DEMO; default: off]" in text and "[SIDECAR_VERSION_FILE; default: unset]" in text

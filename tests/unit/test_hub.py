@@ -4,6 +4,7 @@ import asyncio
 from typing import cast
 
 from aiohttp.http_writer import StreamWriter
+from structlog.testing import capture_logs
 
 from sidecar.aiohttp_internals import OpenedStream, VersionStream
 from sidecar.client import Client, DropRules
@@ -63,10 +64,14 @@ def make_hub(heartbeat: float = 3600, send_timeout: float = 5) -> Hub:
     return Hub(heartbeat=heartbeat, retry=1000, retry_jitter=0, max_clients=100, drop_rules=rules)
 
 
+def stream_on(transport: RecordingTransport, chunked: bool = True) -> OpenedStream:
+    writer = cast(StreamWriter, RecordingWriter(transport))
+    return OpenedStream(VersionStream(), writer, cast(asyncio.Transport, transport), chunked)
+
+
 async def join(hub: Hub, name: str, log: WriteLog, chunked: bool = True) -> tuple[RecordingTransport, Client]:
     transport = RecordingTransport(name, log)
-    writer = cast(StreamWriter, RecordingWriter(transport))
-    stream = OpenedStream(VersionStream(), writer, cast(asyncio.Transport, transport), chunked)
+    stream = stream_on(transport, chunked)
     client = await hub.join(stream, name, None)
     return transport, client
 
@@ -200,3 +205,63 @@ async def test_what_the_hub_does_is_counted_in_its_row_once_per_fan_out() -> Non
         await eventually(lambda: hub.row.table.read().workers[0].events_sent >= 6, "two heartbeats counted")
     finally:
         hub.stop()
+
+
+async def test_each_step_of_a_client_is_logged_with_what_an_operator_needs() -> None:
+    hub, log = make_hub(), WriteLog()
+    with capture_logs() as logs:
+        _, silent = await join(hub, "10.0.0.7", log)  # before any version: nothing to send yet
+        hub.publish(check_version("v1"))
+        transport = RecordingTransport("10.0.0.8", log)
+        tab = await hub.join(stream_on(transport), "10.0.0.8", "v0" + "x" * 300)
+        hub.leave(tab, "client went away")
+    assert [{k: v for k, v in entry.items() if k != "log_level"} for entry in logs] == [
+        {"event": "client connected", "peer": "10.0.0.7", "clients": 1, "last_event_id": None},
+        {"event": "version changed", "old": None, "new": "v1", "clients": 1},
+        {"event": "client connected", "peer": "10.0.0.8", "clients": 2, "last_event_id": "v0" + "x" * 198},
+        {"event": "initial version sent", "peer": "10.0.0.8", "version": "v1"},
+        {"event": "client disconnected", "peer": "10.0.0.8", "reason": "client went away", "clients": 1},
+    ]
+    assert silent.peer == "10.0.0.7" and tab.ended.result() == "client went away"
+
+
+async def test_a_client_whose_connection_closed_leaves_at_the_next_send() -> None:
+    hub, log = make_hub(), WriteLog()
+    gone, client = await join(hub, "gone", log)
+    gone.aborted = True  # the connection closed under it
+    hub.publish(check_version("v1"))
+    assert client.ended.result() == "connection closed" and not hub.clients
+
+
+async def test_unsent_data_up_to_the_buffer_limit_is_allowed_one_byte_more_is_not() -> None:
+    hub, log = make_hub(), WriteLog()  # max_buffer 100
+    at_limit, kept = await join(hub, "at-limit", log)
+    over, dropped = await join(hub, "over", log)
+    at_limit.unsent, over.unsent = 100, 101
+    hub.publish(check_version("v1"))
+    assert hub.clients == {kept} and dropped.ended.result() == "too slow: more than 100 bytes unsent"
+    assert hub.row.table.read().workers[0].dropped == {"too_slow": 1, "send_timeout": 0}
+
+
+async def test_a_client_too_slow_for_its_first_event_never_joins() -> None:
+    hub, log = make_hub(), WriteLog()
+    hub.publish(check_version("v1"))
+    transport = RecordingTransport("slow", log)
+    transport.unsent = 1000
+    client = await hub.join(stream_on(transport), "slow", None)
+    assert client.ended.result() == "too slow: more than 100 bytes unsent" and not hub.clients
+    worker = hub.row.table.read().workers[0]
+    assert (worker.connected, worker.dropped["too_slow"]) == (0, 1)
+
+
+async def test_data_waiting_less_than_the_send_timeout_is_not_dropped() -> None:
+    hub, log = make_hub(heartbeat=0.02, send_timeout=60), WriteLog()
+    hub.publish(check_version("v1"))
+    waiting, client = await join(hub, "waiting", log)
+    waiting.unsent = 50  # waits through many heartbeats, never for a minute
+    hub.start()
+    try:
+        await eventually(lambda: len(log) >= 6, "five heartbeats")
+    finally:
+        hub.stop()
+    assert client.ended.result() == "server shutting down"
