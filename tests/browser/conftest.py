@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from tests import waiting
 from tests.browser.engines import (
     BROWSER_TIER,
     ChromiumEngine,
@@ -213,12 +214,12 @@ def role(page: Page) -> str:
 
 def wait_for_log(site: Site, page: Page, text: str, timeout: float = 10_000) -> None:
     """Wait until a console line of `page` contains `text` (console events arrive during Playwright calls)."""
-    waited = 0
-    while not any(text in line for line in site.console[page]):
-        if waited >= timeout:
-            raise AssertionError(f"no console line with {text!r}; got:\n" + "\n".join(site.console[page]))
-        page.wait_for_timeout(100)
-        waited += 100
+    wait_until(
+        page,
+        lambda: any(text in line for line in site.console[page]),
+        f"a console line with {text!r}; got:\n" + "\n".join(site.console[page]),
+        timeout,
+    )
 
 
 def wait_for_heartbeats(site: Site, page: Page, version: str, count: int = 2) -> None:
@@ -229,13 +230,9 @@ def wait_for_heartbeats(site: Site, page: Page, version: str, count: int = 2) ->
 
 
 def wait_until(page: Page, condition: Callable[[], bool], what: str, timeout: float = 10_000) -> None:
-    """Poll a condition outside the page (say, the sidecar's stream count) while Playwright runs."""
-    waited = 0
-    while not condition():
-        if waited >= timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        page.wait_for_timeout(100)
-        waited += 100
+    """tests.waiting.wait_until (`timeout` in ms) pausing in Playwright, which delivers the page's
+    events only while it runs."""
+    waiting.wait_until(condition, what, timeout / 1000, pause=lambda seconds: page.wait_for_timeout(seconds * 1000))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

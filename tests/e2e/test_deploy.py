@@ -18,6 +18,7 @@ from tests.browser.conftest import ARTIFACTS, wait_for_version
 from tests.docker.engine import DOCKER_CLI as DOCKER
 from tests.e2e.project import git, make_project
 from tests.sidecar_process import free_port
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -173,6 +174,18 @@ def test_each_deploy_reaches_the_open_tab_and_a_broken_one_fails(
     output = deploy(project, env, "--timeout", "60", succeed=False)
     failed = rf"deploy.sh: error: the app container \w+ is (unhealthy|restarting|exited) \(version {fourth}\)"
     assert re.search(failed, output), output
-    page.wait_for_timeout(3000)  # what must not arrive has had time to
+
+    # The sidecar has read the broken app (it logs each read whose containers changed) and kept
+    # the last version: an announcement would have been logged right after that read.
+    def sidecar_log() -> list[str]:
+        return compose(project, env, "logs", "--no-color", "sidecar").splitlines()
+
+    wait_until(
+        lambda: any('"target read"' in line and fourth in line for line in sidecar_log()),
+        f"the sidecar to read the broken app {fourth}",
+        timeout=60,
+        pause=lambda seconds: page.wait_for_timeout(seconds * 1000),
+    )
+    assert not [line for line in sidecar_log() if '"version changed"' in line and fourth in line]
     assert page.evaluate("window.versionSidecar.latestVersion") == third
     expect(page.get_by_role("status")).to_have_count(0)

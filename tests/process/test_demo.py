@@ -43,7 +43,7 @@ def test_the_demo_page_loads_with_no_error_in_the_console(start_sidecar: StartSi
     try:
         page.goto(f"{sidecar.url}/")
         wait_for_version(page, "v1")
-        page.wait_for_timeout(1000)  # what must not arrive (a late /favicon.ico 404) has had time to
+        page.wait_for_load_state("networkidle")  # a late /favicon.ico would have been asked for by now
     finally:
         page.close()
     assert not failed
