@@ -68,6 +68,21 @@ def test_demo_uses_the_file_source_unless_told_otherwise() -> None:
     demo = load_settings(["--demo"], environ={})
     assert demo.source == "file" and demo.version_file == Path("demo-version.txt")
     assert load_settings(["--demo", "--source", "env"], environ={}).source == "env"
+    assert load_settings(["--demo", "--version-file", "v.txt"], environ={}).version_file == Path("v.txt")
+
+
+@pytest.mark.parametrize(
+    ("source", "needs"),
+    [
+        ("file", "--version-file (SIDECAR_VERSION_FILE)"),
+        ("docker", "--docker-target (SIDECAR_DOCKER_TARGET)"),
+        ("swarm", "--swarm-service (SIDECAR_SWARM_SERVICE)"),
+    ],
+)
+def test_each_source_names_the_setting_it_needs(source: str, needs: str) -> None:
+    with pytest.raises(SettingError) as refused:
+        load_settings(["--source", source], environ={})
+    assert str(refused.value) == f"{needs}: required with --source {source}"
 
 
 # Each setting as users write it, and what it becomes; each refused one with the reason said.
@@ -100,6 +115,8 @@ REFUSED = [
     ("--heartbeat", "0", "must be a positive number of seconds"),
     ("--heartbeat", "inf", "must be a positive number of seconds"),
     ("--heartbeat", "nan", "must be a positive number of seconds"),
+    ("--heartbeat", "soon", "is not valid"),
+    ("--port", "http", "is not valid"),
     ("--base-path", "v", "must start with / and hold no spaces, ? or #"),
     ("--base-path", "/a b", "must start with / and hold no spaces, ? or #"),
     ("--base-path", "/a?b", "must start with / and hold no spaces, ? or #"),
@@ -135,6 +152,12 @@ def test_each_setting_refuses_with_the_reason(flag: str, text: str, reason: str)
 )
 def test_a_switch_variable_reads_the_usual_words(text: str, on: bool) -> None:
     assert load_settings([], environ={"SIDECAR_DEMO": text}).demo is on
+
+
+def test_a_switch_variable_refuses_other_words() -> None:
+    with pytest.raises(SettingError) as refused:
+        load_settings([], environ={"SIDECAR_DEMO": "maybe"})
+    assert str(refused.value) == "SIDECAR_DEMO: must be true or false, got 'maybe'"
 
 
 def test_version_and_help_name_the_command(capsys: pytest.CaptureFixture[str]) -> None:

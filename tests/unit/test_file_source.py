@@ -139,10 +139,34 @@ async def test_a_problem_counts_when_the_next_poll_still_sees_it_and_is_logged_o
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
     assert polls == 1
-    assert [(entry["event"], entry.get("error")) for entry in logs] == [
-        ("source error, keeping the last good version", f"--version-file {version_file}: no such file"),
-        ("source recovered", None),
+    assert [{k: v for k, v in entry.items() if k != "log_level"} for entry in logs] == [
+        {
+            "event": "source error, keeping the last good version",
+            "source": "file",
+            "error": f"--version-file {version_file}: no such file",
+        },
+        {"event": "source recovered", "source": "file", "path": str(version_file)},
     ]
+
+
+async def test_a_file_missing_from_the_start_is_a_problem_from_the_second_poll_on(tmp_path: Path) -> None:
+    source = FileSource(tmp_path / "version.txt", poll_interval=0.01)
+    problem_at_each_read: list[str | None] = []
+    read = source._read
+
+    def watched_read() -> str:
+        problem_at_each_read.append(source.problem)
+        return read()
+
+    source._read = watched_read  # type: ignore[method-assign]
+    follower = asyncio.create_task(source.follow(lambda version: None))
+    try:
+        await eventually(lambda: len(problem_at_each_read) >= 3, "three polls")
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    missing = f"--version-file {tmp_path / 'version.txt'}: no such file"
+    assert problem_at_each_read[:3] == [None, None, missing]
 
 
 def test_the_default_poll_interval_is_a_fifth_of_a_second(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """The hub and its clients on stand-in transports: fan-out, framing, heartbeat slices, drop rules."""
 
 import asyncio
+import time
 from typing import cast
 
+import pytest
 from aiohttp.http_writer import StreamWriter
 from structlog.testing import capture_logs
 
@@ -169,6 +171,7 @@ async def test_a_change_made_while_the_head_goes_out_reaches_the_new_client() ->
     )
     await hub.join(stream, "tab", None)
     assert log[-1] == ("tab", b"%x\r\n%b\r\n" % (len(V2), V2))
+    assert hub.row.table.read().workers[0].events_sent == 2  # v1 with the head, then v2
 
 
 async def test_the_heartbeat_serves_one_slice_of_the_clients_per_tick() -> None:
@@ -191,20 +194,76 @@ async def test_the_heartbeat_serves_one_slice_of_the_clients_per_tick() -> None:
     assert sorted(name for name, _ in log[:6]) == names  # then the other slice: everyone once
 
 
+async def test_the_heartbeat_ticks_once_per_slice_and_serves_the_slices_in_the_order_they_were_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub, log = make_hub(heartbeat=3), WriteLog()  # three slices, a tick each second
+    ticks: list[float] = []
+    cancelled = asyncio.Event()
+    real_sleep = asyncio.sleep
+
+    async def counted_sleep(delay: float) -> None:
+        # Only the heartbeat's own waits are replaced: six ticks at once, then none.
+        task = asyncio.current_task()
+        if task is None or task.get_name() != "heartbeat":
+            return await real_sleep(delay)
+        ticks.append(delay)
+        if len(ticks) > 6:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        log.append(("tick", b""))
+
+    monkeypatch.setattr(asyncio, "sleep", counted_sleep)
+    hub.publish(check_version("v1"))
+    for name in ("c0", "c1", "c2"):  # given slots 0, 1, 2 in turn as they joined
+        await join(hub, name, log)
+    log.clear()
+    with capture_logs() as logs:
+        hub.start()
+        try:
+            await eventually(lambda: len(ticks) == 7, "the heartbeat to wait for its seventh tick")
+        finally:
+            hub.stop()
+    await eventually(cancelled.is_set, "stop to end the heartbeat")
+    assert set(ticks) == {1.0}
+    # Slot 0 comes last: a round ends with the clients that joined first.
+    assert [name for name, _ in log] == ["tick", "c1", "tick", "c2", "tick", "c0"] * 2
+    rounds = [entry for entry in logs if entry["event"] == "heartbeat sent"]
+    assert [(entry["version"], entry["clients"]) for entry in rounds] == [("v1", 3), ("v1", 3)]
+
+
 async def test_what_the_hub_does_is_counted_in_its_row_once_per_fan_out() -> None:
     hub, log = make_hub(heartbeat=0.05), WriteLog()
     await join(hub, "early", log)  # no version yet: no first event
+    assert hub.row.table.read().workers[0].events_sent == 0
     hub.publish(check_version("v1"))
     await join(hub, "late", log)
     hub.publish(check_version("v2"))
     worker = hub.row.table.read().workers[0]
     # v1 to one client, v1 as the late one's first event, v2 to both.
     assert (worker.connected, worker.events_sent, worker.fanouts) == (2, 4, 2)
+    await join(hub, "latest", log)  # a first event counts as one, no more
+    assert hub.row.table.read().workers[0].events_sent == 5
     hub.start()
     try:  # the heartbeat's slices count what they send too
         await eventually(lambda: hub.row.table.read().workers[0].events_sent >= 6, "two heartbeats counted")
     finally:
         hub.stop()
+
+
+async def test_a_fan_out_is_timed_from_before_its_first_write_to_after_its_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub, log = make_hub(), WriteLog()
+    await join(hub, "tab", log)
+    clock = iter([10.0, 10.25])  # read once before the writes, once after
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    hub.publish(check_version("v1"))
+    monkeypatch.undo()
+    assert hub.row.table.read().workers[0].fanout_seconds == 0.25
 
 
 async def test_each_step_of_a_client_is_logged_with_what_an_operator_needs() -> None:
@@ -215,12 +274,14 @@ async def test_each_step_of_a_client_is_logged_with_what_an_operator_needs() -> 
         transport = RecordingTransport("10.0.0.8", log)
         tab = await hub.join(stream_on(transport), "10.0.0.8", "v0" + "x" * 300)
         hub.leave(tab, "client went away")
+        hub.publish(check_version("v2"))
     assert [{k: v for k, v in entry.items() if k != "log_level"} for entry in logs] == [
         {"event": "client connected", "peer": "10.0.0.7", "clients": 1, "last_event_id": None},
         {"event": "version changed", "old": None, "new": "v1", "clients": 1},
         {"event": "client connected", "peer": "10.0.0.8", "clients": 2, "last_event_id": "v0" + "x" * 198},
         {"event": "initial version sent", "peer": "10.0.0.8", "version": "v1"},
         {"event": "client disconnected", "peer": "10.0.0.8", "reason": "client went away", "clients": 1},
+        {"event": "version changed", "old": "v1", "new": "v2", "clients": 1},
     ]
     assert silent.peer == "10.0.0.7" and tab.ended.result() == "client went away"
 
