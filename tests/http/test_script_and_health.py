@@ -3,6 +3,8 @@
 import gzip
 from pathlib import Path
 
+import pytest
+
 from sidecar.script import strip_comments
 from tests.http.conftest import MakeSidecar
 
@@ -54,11 +56,12 @@ async def test_health_reports_version_and_clients(make_sidecar: MakeSidecar) -> 
     assert await response.json() == {"status": "ok", "version": "v3", "clients": 2, "source": "file", "problem": None}
 
 
-async def test_base_path_moves_both_public_paths(make_sidecar: MakeSidecar) -> None:
-    sidecar = await make_sidecar(base_path="/_v")
+@pytest.mark.parametrize("base_path", ["/_v", ""])  # "" is what `--base-path /` becomes: the root
+async def test_base_path_moves_both_public_paths(make_sidecar: MakeSidecar, base_path: str) -> None:
+    sidecar = await make_sidecar(base_path=base_path)
     assert (await sidecar.client.get("/events/version")).status == 404
-    assert (await sidecar.client.get("/_v/reload.js")).status == 200
-    response = await sidecar.client.get("/_v/version")
+    assert (await sidecar.client.get(f"{base_path}/reload.js")).status == 200
+    response = await sidecar.client.get(f"{base_path}/version")
     assert response.headers["Content-Type"].startswith("text/event-stream")
     response.close()
 
