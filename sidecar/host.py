@@ -107,7 +107,6 @@ class HostTable:
     """The table of one host: made once, before any worker forks."""
 
     def __init__(self, workers: int, max_clients: int) -> None:
-        self.size = workers
         self._fd = os.memfd_create("version-sidecar-host")
         length = _ROWS_AT + workers * ctypes.sizeof(_Row)
         os.ftruncate(self._fd, length)
@@ -194,10 +193,6 @@ class WorkerRow:
 
     def give_seat(self) -> None:
         self._row.clients -= 1  # only lowers the sum: safe without the lock
-
-    @property
-    def clients(self) -> int:
-        return int(self._row.clients)
 
     def sent(self, events: int) -> None:
         self._row.events_sent += events
