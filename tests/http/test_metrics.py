@@ -4,26 +4,19 @@
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from sidecar.app import ANNOUNCER, create_app
 from sidecar.config import Settings
 from sidecar.host import HostTable
 from sidecar.sources.file import FileSource
 from tests.http.conftest import MakeSidecar
 from tests.http.test_limits import _fill, _silent_reader
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+from tests.metric_samples import Samples, parse_samples
 
 
 async def scrape(client: Any, accept: str | None = None) -> Samples:
     response = await client.get("/metrics", headers={"Accept": accept} if accept else {})
     assert response.status == 200
-    samples: Samples = {}
-    for family in text_string_to_metric_families(await response.text()):
-        for sample in family.samples:
-            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
+    return parse_samples(await response.text())
 
 
 async def test_metrics_count_streams_events_refusals_and_drops(make_sidecar: MakeSidecar) -> None:

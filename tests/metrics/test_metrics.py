@@ -9,17 +9,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import StartSidecar
+from tests.metric_samples import Samples, parse_samples
 from tests.metrics.prometheus_server import PrometheusServer, promtool, promtool_check_metrics
 from tests.sidecar_process import REPO, SidecarProcess
 from tests.waiting import eventually, wait_until
 from tests.worker_streams import health, open_stream, received, serving_workers, streams_on_every_worker
 
 pytestmark = pytest.mark.prometheus
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape_text(sidecar: SidecarProcess) -> bytes:
@@ -31,17 +29,23 @@ def scrape_text(sidecar: SidecarProcess) -> bytes:
 
 
 def scrape(sidecar: SidecarProcess) -> Samples:
-    samples: Samples = {}
-    for family in text_string_to_metric_families(scrape_text(sidecar).decode()):
-        for sample in family.samples:
-            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
+    return parse_samples(scrape_text(sidecar).decode())
 
 
 def file_source(tmp_path: Path) -> tuple[Path, list[str]]:
     version_file = tmp_path / "version.txt"
     version_file.write_text("v1\n")
     return version_file, ["--source", "file", "--version-file", str(version_file), "--workers", "2"]
+
+
+def scraped_by_prometheus(
+    start_sidecar: StartSidecar, prometheus: PrometheusServer, args: list[str]
+) -> tuple[SidecarProcess, str]:
+    """A sidecar with both workers serving, scraped by Prometheus; and its PromQL instance selector."""
+    sidecar = start_sidecar(args)
+    serving_workers(sidecar, 2)
+    prometheus.scrape([sidecar.port])
+    return sidecar, f'{{instance="127.0.0.1:{sidecar.port}"}}'
 
 
 def versions_seen(prometheus: PrometheusServer, instance: str) -> list[str]:
@@ -52,10 +56,7 @@ async def test_prometheus_sees_every_workers_clients_and_a_version_change(
     start_sidecar: StartSidecar, prometheus: PrometheusServer, tmp_path: Path
 ) -> None:
     version_file, args = file_source(tmp_path)
-    sidecar = start_sidecar(args)
-    serving_workers(sidecar, 2)
-    prometheus.scrape([sidecar.port])
-    instance = f'{{instance="127.0.0.1:{sidecar.port}"}}'
+    sidecar, instance = scraped_by_prometheus(start_sidecar, prometheus, args)
     async with aiohttp.ClientSession() as session:
         streams = await streams_on_every_worker(session, sidecar)
         connected = f"sum(version_sidecar_clients{instance})"
@@ -78,10 +79,7 @@ async def test_a_restarted_worker_leaves_no_clients_counted_and_no_counter_goes_
     start_sidecar: StartSidecar, prometheus: PrometheusServer, tmp_path: Path
 ) -> None:
     _, args = file_source(tmp_path)
-    sidecar = start_sidecar(args)
-    serving_workers(sidecar, 2)
-    prometheus.scrape([sidecar.port])
-    instance = f'{{instance="127.0.0.1:{sidecar.port}"}}'
+    sidecar, instance = scraped_by_prometheus(start_sidecar, prometheus, args)
     async with aiohttp.ClientSession() as session:
         streams = await streams_on_every_worker(session, sidecar)
         sent = f"version_sidecar_events_sent_total{instance}"
