@@ -23,6 +23,8 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
 DEPLOY_TIMEOUT = 900  # seconds; the first run on a fresh engine builds every layer (vfs is slow)
+PROJECT_PREFIX = "vse2e"  # + the test run's PID: the compose project's name, and its images'
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 
 
 def deploy(project: Path, env: dict[str, str], *args: str, succeed: bool = True) -> str:
@@ -48,9 +50,38 @@ def compose(project: Path, env: dict[str, str], *args: str) -> str:
     return done.stdout + done.stderr
 
 
+def remove_killed_runs(docker_host: str) -> None:
+    """Remove what e2e runs that were killed left in the engine (containers, the project's network
+    and its bridge in the host's namespace, images); those of runs still going stay."""
+    docker = [DOCKER, "--host", docker_host]
+
+    def listed(*args: str) -> list[str]:
+        return subprocess.run([*docker, *args], capture_output=True, text=True, timeout=60).stdout.split()
+
+    label = f'{{{{.Label "{COMPOSE_PROJECT_LABEL}"}}}}'
+    projects = set(listed("ps", "--all", "--format", label)) | set(listed("network", "ls", "--format", label))
+    for project in projects:
+        owner = project.removeprefix(PROJECT_PREFIX)
+        if project == owner or not owner.isdigit() or Path(f"/proc/{owner}").exists():
+            continue
+        by_label = ["--filter", f"label={COMPOSE_PROJECT_LABEL}={project}"]
+        if containers := listed("ps", "--all", "--quiet", *by_label):
+            subprocess.run([*docker, "rm", "--force", *containers], capture_output=True, timeout=120)
+        if networks := listed("network", "ls", "--quiet", *by_label):
+            subprocess.run([*docker, "network", "rm", *networks], capture_output=True, timeout=60)
+        images = [
+            *listed("images", "--format", "{{.ID}}", f"{project}-app"),
+            *listed("images", "--format", "{{.ID}}", f"{project}-sidecar"),
+        ]
+        if images:
+            subprocess.run([*docker, "rmi", "--force", *images], capture_output=True, timeout=120)
+
+
 @pytest.fixture
 def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[tuple[Path, dict[str, str]]]:
-    """The project and the environment deploy.sh runs in; the compose project is removed after."""
+    """The project and the environment deploy.sh runs in; the compose project is removed after
+    (and what killed runs left, before)."""
+    remove_killed_runs(docker_host)
     project = tmp_path / "shop"
     make_project(project)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "SIDECAR_"))}
@@ -64,9 +95,9 @@ def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[t
         PIP_NO_INDEX="1",
         HTTP_ADDRESS="127.0.0.1",
         HTTP_PORT=str(free_port()),
-        COMPOSE_PROJECT_NAME=f"vse2e{os.getpid()}",
-        APP_IMAGE=f"vse2e{os.getpid()}-app",
-        SIDECAR_IMAGE=f"vse2e{os.getpid()}-sidecar",
+        COMPOSE_PROJECT_NAME=f"{PROJECT_PREFIX}{os.getpid()}",
+        APP_IMAGE=f"{PROJECT_PREFIX}{os.getpid()}-app",
+        SIDECAR_IMAGE=f"{PROJECT_PREFIX}{os.getpid()}-sidecar",
     )
     try:
         yield project, env
