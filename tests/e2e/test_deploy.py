@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import ARTIFACTS, wait_for_version
 from tests.docker.engine import DOCKER_CLI as DOCKER
+from tests.e2e.killed_runs import PROJECT_PREFIX, remove_killed_runs
 from tests.e2e.project import git, make_project
 from tests.sidecar_process import free_port
 from tests.waiting import wait_until
@@ -23,8 +24,6 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
 DEPLOY_TIMEOUT = 900  # seconds; the first run on a fresh engine builds every layer (vfs is slow)
-PROJECT_PREFIX = "vse2e"  # + the test run's PID: the compose project's name, and its images'
-COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 
 
 def deploy(project: Path, env: dict[str, str], *args: str, succeed: bool = True) -> str:
@@ -48,33 +47,6 @@ def build_step_cached(output: str, step: str) -> bool:
 def compose(project: Path, env: dict[str, str], *args: str) -> str:
     done = subprocess.run(["docker-compose", *args], cwd=project, env=env, capture_output=True, text=True)
     return done.stdout + done.stderr
-
-
-def remove_killed_runs(docker_host: str) -> None:
-    """Remove what e2e runs that were killed left in the engine (containers, the project's network
-    and its bridge in the host's namespace, images); those of runs still going stay."""
-    docker = [DOCKER, "--host", docker_host]
-
-    def listed(*args: str) -> list[str]:
-        return subprocess.run([*docker, *args], capture_output=True, text=True, timeout=60).stdout.split()
-
-    label = f'{{{{.Label "{COMPOSE_PROJECT_LABEL}"}}}}'
-    projects = set(listed("ps", "--all", "--format", label)) | set(listed("network", "ls", "--format", label))
-    for project in projects:
-        owner = project.removeprefix(PROJECT_PREFIX)
-        if project == owner or not owner.isdigit() or Path(f"/proc/{owner}").exists():
-            continue
-        by_label = ["--filter", f"label={COMPOSE_PROJECT_LABEL}={project}"]
-        if containers := listed("ps", "--all", "--quiet", *by_label):
-            subprocess.run([*docker, "rm", "--force", *containers], capture_output=True, timeout=120)
-        if networks := listed("network", "ls", "--quiet", *by_label):
-            subprocess.run([*docker, "network", "rm", *networks], capture_output=True, timeout=60)
-        images = [
-            *listed("images", "--format", "{{.ID}}", f"{project}-app"),
-            *listed("images", "--format", "{{.ID}}", f"{project}-sidecar"),
-        ]
-        if images:
-            subprocess.run([*docker, "rmi", "--force", *images], capture_output=True, timeout=120)
 
 
 @pytest.fixture

@@ -236,8 +236,8 @@ class Cluster:
 
 
 def remove_run(root: Path) -> None:
-    """Stop a run's engines (by PID, at once), delete their namespaces (every link the nodes made
-    goes with them, the host's end of a veth pair too) and their data."""
+    """Stop a run's engines (by PID, at once), delete the host's end of the veth pair to node 1 and
+    the nodes' namespaces (every link the nodes made goes with them), then their data."""
     names = RunNames(root)
     stopping = [
         subprocess.Popen([str(START_DOCKERD), "--stop", str(names.nodes / node)], stdout=subprocess.DEVNULL)
@@ -245,9 +245,11 @@ def remove_run(root: Path) -> None:
     ]
     for stop in stopping:
         stop.wait(60)
+    # The host's end first: the kernel takes a deleted namespace's links down in the background,
+    # and the host must have them gone when this returns.
+    subprocess.run([IP, "link", "delete", names.host_veth], capture_output=True, timeout=30)
     for netns in (names.manager_netns, names.worker_netns):
         subprocess.run([IP, "netns", "delete", netns], capture_output=True, timeout=30)
-    subprocess.run([IP, "link", "delete", names.host_veth], capture_output=True, timeout=30)  # if it outlived them
     if names.nodes.is_mount():
         subprocess.run(["umount", "--lazy", str(names.nodes)], capture_output=True, timeout=30)
     shutil.rmtree(root, ignore_errors=True)
