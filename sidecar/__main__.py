@@ -36,6 +36,7 @@ def make_source(settings: Settings) -> Source:
             label=settings.docker_label,
             host=settings.docker_host,
             fallback=settings.fallback_version,
+            silence=settings.docker_timeout,
         )
     if settings.source == "swarm":
         assert settings.swarm_service is not None
@@ -44,6 +45,7 @@ def make_source(settings: Settings) -> Source:
             label=settings.docker_label,
             host=settings.docker_host,
             fallback=settings.fallback_version,
+            silence=settings.docker_timeout,
         )
     return EnvSource(settings.version_env)
 
