@@ -105,36 +105,43 @@ class _FromStandardLogging(logging.Handler):
 
 
 class Noise:
-    """Summarises events that come per request: the first of each kind is logged at once, later
-    ones are counted and logged as one line per NOISE_PERIOD while they keep coming."""
+    """Summarises events that come per request, or that flap: the first of each kind is logged at
+    once, later ones are counted and logged as one line per NOISE_PERIOD while they keep coming."""
 
     def __init__(self, period: float = NOISE_PERIOD) -> None:
         self.period = period
         self._counts: dict[str, int] = {}  # kinds seen in the current period, and how often since logged
+        self._levels: dict[str, int] = {}  # the level each kind is logged at
+        self._loop: asyncio.AbstractEventLoop | None = None  # whose timers summarise the kinds counted
         self._log = get_logger("sidecar.noise")
 
-    def note(self, kind: str, **fields: Any) -> None:
+    def note(self, kind: str, level: int = logging.WARNING, **fields: Any) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (start-up): nothing to summarise later
+            loop = None
+        if loop is not self._loop:  # a new loop: the old one's timers will never summarise
+            self._counts.clear()
+            self._loop = loop
         if kind in self._counts:
             self._counts[kind] += 1
             return
-        self._log.warning(kind, **fields)
-        self._counts[kind] = 0
-        try:
-            asyncio.get_running_loop().call_later(self.period, self._summarise, kind)
-        except RuntimeError:  # no loop (start-up): nothing to summarise later
-            del self._counts[kind]
+        self._log.log(level, kind, **fields)
+        if loop is not None:
+            self._counts[kind], self._levels[kind] = 0, level
+            loop.call_later(self.period, self._summarise, kind)
 
     def flush(self) -> None:
         """Log what is still being counted (at shutdown, so no count is lost)."""
         for kind, count in self._counts.items():
             if count:
-                self._log.warning(f"{kind} (summary)", count=count)
+                self._log.log(self._levels[kind], f"{kind} (summary)", count=count)
         self._counts.clear()
 
     def _summarise(self, kind: str) -> None:
         count = self._counts.pop(kind, 0)
         if count:
-            self._log.warning(f"{kind} (summary)", count=count, seconds=self.period)
+            self._log.log(self._levels[kind], f"{kind} (summary)", count=count, seconds=self.period)
             self._counts[kind] = 0  # still coming: keep counting
             asyncio.get_running_loop().call_later(self.period, self._summarise, kind)
 

@@ -159,4 +159,18 @@ async def run(
         server.close()
         await runner.cleanup()  # ends every stream (the hub's on_shutdown), then waits for handlers
         NOISE.flush()
+        _ignore_stop_signals(loop)
     return 0
+
+
+def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """Once stopped, a stop signal has nothing left to do: ignore it, so that one coming after the
+    loop has let go of its handlers cannot turn exit 0 into death by that signal (143). The swap
+    happens with the signals blocked: none can land between the two dispositions."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        for number in STOP_SIGNALS:
+            loop.remove_signal_handler(number)
+            signal.signal(number, signal.SIG_IGN)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

@@ -1,7 +1,9 @@
 """Hardening: signals end the sidecar cleanly however they come, and logs stay useful under attack."""
 
+import contextlib
 import signal
 import socket
+import time
 from pathlib import Path
 
 from tests.conftest import StartSidecar
@@ -26,6 +28,22 @@ def test_a_second_sigterm_during_shutdown_still_exits_0(start_sidecar: StartSide
     sidecar.process.send_signal(signal.SIGTERM)
     wait_until(lambda: "already stopping" in events(), "the second signal to be seen")
     release.touch()
+    assert sidecar.stop(None) == 0, sidecar.logs()
+    assert stream.response.read() == b""  # the stream ended cleanly
+
+
+def test_sigterms_a_millisecond_apart_until_it_ends_still_exit_0(start_sidecar: StartSidecar) -> None:
+    # The second of two SIGTERMs a few ms apart used to land after the handler was gone: exit 143.
+    sidecar = start_sidecar([], env={"APP_VERSION": "v1"})
+    stream = BlockingStream(sidecar.port)
+    assert stream.versions(1) == ["v1"]
+    signals = 0
+    while sidecar.process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # it ended between the poll and the signal
+            sidecar.process.send_signal(signal.SIGTERM)
+            signals += 1
+        time.sleep(0.001)  # the pace of the signals, not a wait for an outcome
+    assert signals > 1
     assert sidecar.stop(None) == 0, sidecar.logs()
     assert stream.response.read() == b""  # the stream ended cleanly
 
