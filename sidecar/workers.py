@@ -20,6 +20,8 @@ worker's row before the next one takes it over.
 """
 
 import ctypes
+import errno
+import ipaddress
 import os
 import signal
 import socket
@@ -27,10 +29,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 from .host import HostTable
 from .logs import get_logger
+from .server import BACKLOG
 
 log = get_logger("sidecar.workers")
 
@@ -47,8 +51,14 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on one address and port; raises OSError if it cannot be had."""
+    """`count` listening sockets on one address and port; raises OSError if it cannot be had.
+
+    SO_REUSEPORT would let another host of ours (same user) join a port already served, and the
+    kernel would then split the tabs between two hosts with separate caps, health and metrics: so
+    the port must have no other listener before the bind, nor after it but ours."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if port and (held := _listeners(host, port)):
+        raise _taken(port, held)
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
@@ -59,11 +69,42 @@ def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
             sock.bind((host, port))
             port = sock.getsockname()[1]  # port 0: the others join the port the first one got
             sock.set_inheritable(False)
+            sock.listen(BACKLOG)  # listed as a listener from now on, for the check below
+        ours = {os.fstat(sock.fileno()).st_ino for sock in sockets}
+        if others := _listeners(host, port) - ours:  # another host bound it at the same moment
+            raise _taken(port, others)
     except OSError:
         for sock in sockets:
             sock.close()
         raise
     return sockets
+
+
+def _taken(port: int, listeners: set[int]) -> OSError:
+    return OSError(errno.EADDRINUSE, f"another process listens on port {port} ({len(listeners)} socket(s))")
+
+
+def _listeners(host: str, port: int) -> set[int]:
+    """The socket inodes of the TCP listeners (any process, this network namespace) that `host`
+    and `port` overlap: the same address, or a wildcard on either side."""
+    wanted = ipaddress.ip_address(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0])
+    found = set()
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:  # no IPv6 on this host
+            continue
+        for line in lines:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if fields[3] != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel prints each 32-bit word in host order (little-endian here).
+            held = ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4)))
+            if held == wanted or held.is_unspecified or wanted.is_unspecified:
+                found.add(int(fields[9]))
+    return found
 
 
 @dataclass

@@ -206,3 +206,38 @@ def test_a_second_stop_signal_during_shutdown_still_exits_0(start_sidecar: Start
         os.kill(pids[1], signal.SIGCONT)
     assert sidecar.stop(None, timeout=15) == 0, sidecar.logs()
     wait_gone(pids)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(["--workers", "2"], ["--workers", "2"]), ([], ["--workers", "2"]), (["--workers", "2"], [])],
+    ids=["workers-then-workers", "single-then-workers", "workers-then-single"],
+)
+async def test_a_port_another_host_serves_stops_start_up_and_leaves_that_host_alone(
+    start_sidecar: StartSidecar, tmp_path: Path, first: list[str], second: list[str]
+) -> None:
+    # SO_REUSEPORT let a second --workers host join the first: the kernel split the tabs between them.
+    version_file, source = file_source(tmp_path)
+    host = start_sidecar([*source, *first])
+    if first:
+        serving_workers(host, 2)
+    async with aiohttp.ClientSession() as session:
+        stream = await open_stream(session, host)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "sidecar", "--port", str(host.port), *source, *second],
+            env={k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"version-sidecar: error: --port {host.port}: cannot listen on 127.0.0.1: ")
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        # Every new connection still reaches the first host, which counts each stream.
+        streams = [await open_stream(session, host) for _ in range(10)]
+        assert health(host)["clients"] == 1 + len(streams)
+        version_file.write_text("v2\n")
+        for each in [stream, *streams]:
+            assert await received(each, "v2")
+    assert host.process.poll() is None
