@@ -45,6 +45,7 @@ class _Row(ctypes.Structure):
         # Written by the supervisor: which process serves this row, and how often it was replaced.
         ("pid", ctypes.c_int64),
         ("restarts", ctypes.c_int64),
+        ("fork_failures", ctypes.c_int64),  # starts that failed to fork (process or memory limits)
         # Gauges, written by the worker and zeroed by the supervisor when it dies.
         ("up", ctypes.c_int64),  # 1 once the worker serves
         ("clients", ctypes.c_int64),  # seats held: streams connected or being opened
@@ -74,6 +75,7 @@ class WorkerState:
     pid: int
     up: bool
     restarts: int
+    fork_failures: int
     clients: int
     source_up: bool
     connected: int
@@ -141,6 +143,9 @@ class HostTable:
         row.pid = pid
         if restart:
             row.restarts += 1
+
+    def fork_failed(self, index: int) -> None:
+        self._rows[index].fork_failures += 1
 
     def worker_died(self, index: int) -> None:
         """Forget what a dead worker held: its streams are gone; its counters stay."""
@@ -252,6 +257,7 @@ def _state(index: int, row: _Row) -> WorkerState:
         pid=row.pid,
         up=bool(row.up),
         restarts=row.restarts,
+        fork_failures=row.fork_failures,
         clients=row.clients,
         source_up=bool(row.source_up),
         connected=row.connected,

@@ -82,6 +82,11 @@ class HostCollector:
         yield CounterMetricFamily(
             PREFIX + "worker_restarts", "Workers that died and were started again.", value=host.total("restarts")
         )
+        yield CounterMetricFamily(
+            PREFIX + "worker_fork_failures",
+            "Worker starts that failed to fork (a process or memory limit); each is retried on the back-off.",
+            value=host.total("fork_failures"),
+        )
         per_worker = GaugeMetricFamily(
             PREFIX + "worker_clients", "Streams connected now, per worker.", labels=["worker"]
         )

@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -108,6 +108,43 @@ def _listeners(host: str, port: int) -> set[int]:
 
 
 @dataclass
+class Restarts:
+    """When a worker place starts its next process, as plain decisions on the times given: each
+    restart waits twice as long as the one before, up to RESTART_LAST, and the first delay again
+    after a run longer than RESTART_LAST; a process that dies before serving START_ATTEMPTS times
+    in a row means give up. A fork that fails is retried on the same back-off and never counts
+    toward giving up: the host cannot start a process (a process or memory limit), the workers
+    it has still serve."""
+
+    delay: float = RESTART_FIRST
+    failed_starts: int = 0  # processes in a row that died before serving
+    started_at: float = 0.0
+
+    def started(self, now: float) -> None:
+        self.started_at = now
+
+    def died(self, now: float, served: bool) -> float | None:
+        """Seconds to wait before the next start, or None: give up."""
+        if served:
+            self.failed_starts = 0
+        else:
+            self.failed_starts += 1
+            if self.failed_starts >= START_ATTEMPTS:
+                return None
+        if now - self.started_at > RESTART_LAST:
+            self.delay = RESTART_FIRST
+        return self._next_delay()
+
+    def fork_failed(self) -> float:
+        """Seconds to wait before trying to start it again."""
+        return self._next_delay()
+
+    def _next_delay(self) -> float:
+        delay, self.delay = self.delay, min(self.delay * 2, RESTART_LAST)
+        return delay
+
+
+@dataclass
 class _Worker:
     """One worker place: its socket and row are kept; its process comes and goes."""
 
@@ -115,11 +152,9 @@ class _Worker:
     sock: socket.socket
     pid: int | None = None
     starts: int = 0
-    started_at: float = 0.0
     serving: bool = False  # seen serving since it was started
     start_at: float | None = None  # when to start it, while it is not running
-    delay: float = RESTART_FIRST
-    failed_starts: int = 0
+    restarts: Restarts = field(default_factory=Restarts)
 
 
 class Supervisor:
@@ -129,10 +164,13 @@ class Supervisor:
         table: HostTable,
         serve: Callable[[int, socket.socket], int],
         shutdown_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: what the restart decisions tell the time by (tests pass a stand-in)."""
         self.workers = [_Worker(index, sock) for index, sock in enumerate(sockets)]
         self.table = table
         self.serve = serve
+        self.clock = clock
         self.stop_timeout = shutdown_timeout + STOP_GRACE
         self.pid = os.getpid()
         self.status = 0  # the exit status so far
@@ -166,7 +204,7 @@ class Supervisor:
         return [worker for worker in self.workers if worker.start_at is not None]
 
     def _timeout(self) -> float | None:
-        now = time.monotonic()
+        now = self.clock()
         if self.stopping_since is not None:
             return max(0.0, self.stopping_since + self.stop_timeout - now)
         waits = [max(0.0, worker.start_at - now) for worker in self._due() if worker.start_at is not None]
@@ -183,13 +221,13 @@ class Supervisor:
                 if not self.ever_served:  # worker 0 could start: the others follow
                     self.ever_served = True
                     for other in self.workers[1:]:
-                        other.start_at = time.monotonic()
+                        other.start_at = self.clock()
                 elif not self.all_served and all(worker.serving for worker in self.workers):
                     self.all_served = True
                     log.info("workers serving", workers=len(self.workers), pids=[w.pid for w in self.workers])
 
     def _on_time(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.stopping_since is not None:
             if now >= self.stopping_since + self.stop_timeout:
                 for worker in self._running():
@@ -203,12 +241,19 @@ class Supervisor:
                 self._start(worker)
 
     def _start(self, worker: _Worker) -> None:
-        worker.starts += 1
-        restart = worker.starts > 1
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as error:  # a process or memory limit: the other workers serve on
+            worker.start_at = self.clock() + (delay := worker.restarts.fork_failed())
+            self.table.fork_failed(worker.index)
+            log.error("cannot start a worker, retrying", worker_index=worker.index, error=str(error), retry_in=delay)
+            return
         if pid == 0:
             self._become(worker)
-        worker.pid, worker.started_at, worker.serving, worker.start_at = pid, time.monotonic(), False, None
+        worker.starts += 1
+        restart = worker.starts > 1
+        worker.pid, worker.serving, worker.start_at = pid, False, None
+        worker.restarts.started(self.clock())
         self.table.worker_started(worker.index, pid, restart)
         if restart:
             log.info("worker restarted", worker_index=worker.index, pid=pid)
@@ -252,30 +297,23 @@ class Supervisor:
             # Ended by the SIGTERM passed on before it could handle it (just started): no stream lost.
             self.status = max(self.status, 0 if status == 128 + signal.SIGTERM else status)
             return
-        ran = time.monotonic() - worker.started_at
         if not self.ever_served:  # worker 0 could not start: neither will the others
             self.status = status or 1
             if status != 2:  # 2: it said why in its own line
                 log.error("the first worker could not start, stopping", worker_index=worker.index, status=status)
             return
-        if worker.serving:
-            worker.failed_starts = 0
-        else:
-            worker.failed_starts += 1
-            if worker.failed_starts >= START_ATTEMPTS:
-                log.error(
-                    f"worker {worker.index} died before serving {worker.failed_starts} times in a row, stopping",
-                    worker_index=worker.index,
-                    status=status,
-                )
-                self.status = 1
-                self._stop(None)
-                return
-        if ran > RESTART_LAST:
-            worker.delay = RESTART_FIRST
-        worker.start_at = time.monotonic() + worker.delay
-        log.warning("worker died, restarting it", worker_index=worker.index, status=status, restart_in=worker.delay)
-        worker.delay = min(worker.delay * 2, RESTART_LAST)
+        delay = worker.restarts.died(self.clock(), worker.serving)
+        if delay is None:
+            log.error(
+                f"worker {worker.index} died before serving {START_ATTEMPTS} times in a row, stopping",
+                worker_index=worker.index,
+                status=status,
+            )
+            self.status = 1
+            self._stop(None)
+            return
+        worker.start_at = self.clock() + delay
+        log.warning("worker died, restarting it", worker_index=worker.index, status=status, restart_in=delay)
 
     def _stop(self, signal_name: str | None) -> None:
         if self.stopping_since is not None:
@@ -283,7 +321,7 @@ class Supervisor:
             return
         if signal_name is not None:
             log.info("stopping", signal=signal_name)
-        self.stopping_since = time.monotonic()
+        self.stopping_since = self.clock()
         for worker in self.workers:
             worker.start_at = None
             worker.sock.close()  # nothing will serve it again: new connections are refused, not queued
