@@ -58,6 +58,7 @@ class _Row(ctypes.Structure):
         ("send_timeout", ctypes.c_int64),
         ("fanouts", ctypes.c_int64),
         ("fanout_ns", ctypes.c_int64),
+        ("log_lines_dropped", ctypes.c_int64),  # lines a stalled log reader cost (logs.Output)
         # Texts, under the lock.
         ("version", ctypes.c_char * _VERSION_BYTES),
         ("problem", ctypes.c_char * _PROBLEM_BYTES),
@@ -84,6 +85,7 @@ class WorkerState:
     dropped: dict[str, int]
     fanouts: int
     fanout_seconds: float
+    log_lines_dropped: int
     version: str | None
     problem: str | None
 
@@ -173,12 +175,13 @@ class HostTable:
 class WorkerRow:
     """A worker's own row: what its hot paths count (each an integer) and its seats under the cap."""
 
-    __slots__ = ("_row", "index", "stream_limit", "table")
+    __slots__ = ("_log_lines_before", "_row", "index", "stream_limit", "table")
 
     def __init__(self, table: HostTable, index: int) -> None:
         self.table = table
         self.index = index
         self._row = table._rows[index]
+        self._log_lines_before = self._row.log_lines_dropped  # an earlier worker's, continued
         # Streams this one process may hold (its open-files limit); the host cap applies as well.
         self.stream_limit = table.max_clients
 
@@ -235,6 +238,10 @@ class WorkerRow:
             if self._row.problem != encoded:
                 self._row.problem = encoded
 
+    def log_lines_dropped(self, count: int) -> None:
+        """This process has dropped `count` log lines since it started."""
+        self._row.log_lines_dropped = self._log_lines_before + count
+
     def serving(self) -> None:
         self._row.pid = os.getpid()
         self._row.up = 1
@@ -266,6 +273,7 @@ def _state(index: int, row: _Row) -> WorkerState:
         dropped={reason: getattr(row, reason) for reason in DROP_REASONS},
         fanouts=row.fanouts,
         fanout_seconds=row.fanout_ns / 1e9,
+        log_lines_dropped=row.log_lines_dropped,
         version=_text(row.version),
         problem=_text(row.problem),
     )
