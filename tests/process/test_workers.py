@@ -241,3 +241,40 @@ async def test_a_port_another_host_serves_stops_start_up_and_leaves_that_host_al
         for each in [stream, *streams]:
             assert await received(each, "v2")
     assert host.process.poll() is None
+
+
+async def test_each_worker_holds_no_more_streams_than_its_open_files_limit_allows(
+    start_sidecar: StartSidecar,
+) -> None:
+    # 68 open files: 36 connections and 4 streams per process, a host cap of 8. With worker 1
+    # frozen, worker 0 alone answers: it must refuse its 5th stream although the host has room.
+    sidecar = start_sidecar(
+        ["--workers", "2"],
+        env={"APP_VERSION": "v1"},
+        rlimits={resource.RLIMIT_NOFILE: (68, 68)},
+    )
+    workers = serving_workers(sidecar, 2)
+    lowered = [e for e in sidecar.log_events() if e["event"] == "--max-clients does not fit under the open-files limit"]
+    assert [e["streams_held_at_most"] for e in lowered] == [8]
+    frozen = next(worker["pid"] for worker in workers if worker["worker"] == 1)
+    os.kill(frozen, signal.SIGSTOP)  # its connections wait in its queue; the test gives up on them
+    try:
+        accepted: list[StreamReader] = []
+        statuses: list[int] = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            for _ in range(60):
+                try:
+                    response = await session.get(f"{sidecar.url}/events/version")
+                except TimeoutError:
+                    continue  # it went to the frozen worker
+                statuses.append(response.status)
+                if response.status == 503:
+                    break
+                accepted.append(StreamReader(response))
+            assert statuses[-1:] == [503], statuses
+            assert len(accepted) <= 4, f"worker 0 held {len(accepted)} streams: {statuses}"
+            for stream in accepted:
+                stream.response.close()
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    assert sidecar.stop() == 0
