@@ -247,6 +247,7 @@ class Supervisor:
             worker.start_at = self.clock() + (delay := worker.restarts.fork_failed())
             self.table.fork_failed(worker.index)
             log.error("cannot start a worker, retrying", worker_index=worker.index, error=str(error), retry_in=delay)
+            self._stop_queueing(worker)
             return
         if pid == 0:
             self._become(worker)
@@ -257,6 +258,19 @@ class Supervisor:
         self.table.worker_started(worker.index, pid, restart)
         if restart:
             log.info("worker restarted", worker_index=worker.index, pid=pid)
+
+    def _stop_queueing(self, worker: _Worker) -> None:
+        """No process may come for a while: leave the port to the workers that serve. A socket that
+        listens gets its share of new connections (queued for no one); one that is only bound
+        does not, and its next process listens on it."""
+        old = worker.sock
+        if old.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            fresh = socket.socket(old.family, socket.SOCK_STREAM)
+            fresh.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            fresh.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            fresh.bind(old.getsockname())
+            old.close()
+            worker.sock = fresh
 
     def _become(self, worker: _Worker) -> NoReturn:
         """In the forked child: serve as `worker` until stopped; never returns."""
