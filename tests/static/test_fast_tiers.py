@@ -54,6 +54,6 @@ def test_the_fast_command_takes_every_test_of_the_three_tiers_that_needs_nothing
     fast = collected(args, unprivileged=True)
     every = collected(FAST_TIERS)
     needing_the_system = collected([*FAST_TIERS, "-m", " or ".join(system_markers())])
-    assert needing_the_system, "the demo's browser test, at least, is marked"
+    assert needing_the_system, "the demo's browser test and the pids cgroup's, at least, are marked"
     assert fast == every - needing_the_system
     assert all(re.match(r"tests/(unit|http|process)/", test) for test in fast)
