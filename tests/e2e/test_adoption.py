@@ -31,7 +31,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
 DEPLOY_TIMEOUT = 900  # seconds; the first run on a fresh engine builds every layer (vfs is slow)
 
-# The user's app before adopting the sidecar: a page, a Dockerfile, a compose file.
+# The user's app before adopting the sidecar: a page, a Dockerfile, a compose file. The health
+# check is what README advises: without it, a container counts as ready once it runs, which may be
+# before the server listens, and a tab reloaded at once could meet nginx's 502.
 PAGE = """<!doctype html>
 <html>
 <head>
@@ -47,6 +49,8 @@ FROM ${BASE_IMAGE}
 WORKDIR /site
 COPY index.html ./
 EXPOSE 8000
+HEALTHCHECK --interval=2s --timeout=3s \\
+    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=2)"]
 CMD ["python3", "-m", "http.server", "8000"]
 """
 # How this app fills in its version (README: "your app fills in its version"): at build time.
