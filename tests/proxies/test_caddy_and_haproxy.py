@@ -114,8 +114,9 @@ def test_caddy_streams_the_events_unencoded_and_unbuffered_and_encodes_the_app(t
 async def test_two_caddies_run_side_by_side_and_stop_while_tabs_hold_streams(
     start_sidecar: StartSidecar, start_any_proxy: StartAnyProxy
 ) -> None:
-    """The admin endpoint is off (two Caddies from the shipped file do not collide), and the grace
-    period ends what `caddy stop` or a reload waits for: without it Caddy waits for every tab."""
+    """Two Caddies from the shipped file serve side by side (with the admin API on, both would
+    share localhost:2019 through SO_REUSEPORT: the adaptation test above checks it is off), and
+    the grace period ends what `caddy stop` or a reload waits for: without it, every open tab."""
     sidecar = start_sidecar([], env={"APP_VERSION": "v1"})
     first, second = start_any_proxy("caddy", sidecar.port), start_any_proxy("caddy", sidecar.port)
     async with (
