@@ -90,7 +90,10 @@ class FileSource(Source):
         if self._reading is None:
             self._reading = _in_daemon_thread(self._read)
         try:
-            return await asyncio.wait_for(asyncio.shield(self._reading), self.read_timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+            # comes as the read completes, and the source then never stops.
+            async with asyncio.timeout(self.read_timeout):
+                return await asyncio.shield(self._reading)
         except TimeoutError:
             raise SourceError(
                 f"{self.origin}: reading it has not finished after {self.read_timeout:g} s (a hung mount?)"
@@ -115,7 +118,8 @@ class FileSource(Source):
         failed_before = False
         while True:
             with contextlib.suppress(TimeoutError):  # the next poll, or at once on a completed write
-                await asyncio.wait_for(watch.changed.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await watch.changed.wait()
             watch.changed.clear()
             try:
                 value = await self._read_off_loop()
