@@ -214,10 +214,15 @@ done
 $up_failed && die "compose up failed (see its output above), although the app is healthy"
 
 # nginx looks the sidecar's name up when it starts; a new sidecar container (a deploy that
-# changed the sidecar) may have a new address, so nginx reloads to look again.
+# changed the sidecar) may have a new address, so nginx reloads to look again. Caddy and HAProxy
+# (compose.caddy.yml, compose.haproxy.yml) look names up as they go, and nginx does not run then.
 sidecar_after="$("${compose[@]}" ps -q "$SIDECAR_SERVICE")"
 if [[ -n "$sidecar_before" && "$sidecar_after" != "$sidecar_before" ]]; then
+    nginx_running=""
     if [[ -n "$NGINX_SERVICE" ]]; then
+        nginx_running="$("${compose[@]}" ps -q "$NGINX_SERVICE" 2>/dev/null || true)"
+    fi
+    if [[ -n "$nginx_running" ]]; then
         run "${compose[@]}" exec -T "$NGINX_SERVICE" nginx -s reload || die "reloading nginx failed"
         say "the sidecar was replaced: nginx reloaded to reach the new one"
     else

@@ -376,6 +376,7 @@ def test_another_apps_services_are_waited_for_and_its_proxy_reloaded(foreign_pro
     (fake_docker / "inspect-www").write_text(f"healthy 0 {sha}\n", encoding="utf-8")
     (fake_docker / "ps-vs").write_text("old-sidecar\n", encoding="utf-8")
     (fake_docker / "ps-vs.after-up").write_text("new-sidecar\n", encoding="utf-8")
+    (fake_docker / "ps-proxy").write_text("proxy-1\n", encoding="utf-8")  # the user's nginx runs
     done = deploy_with(foreign_project, fake_docker, **FOREIGN, SIDECAR_SERVICE="vs", NGINX_SERVICE="proxy")
     assert done.returncode == 0, done.stderr
     assert f"deploy.sh: deployed app {sha}: 1 healthy container(s) of shop:{sha}\n" in done.stderr
