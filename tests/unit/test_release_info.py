@@ -1,9 +1,12 @@
 """What a deploy says beside its version: the release notes URL and the reload-required flag,
 through the one gate (checks, the event's data, the announcer, the env variables, the labels)."""
 
+import asyncio
 import json
+import re
 
 import pytest
+import yaml
 from structlog.testing import capture_logs
 
 from sidecar.announcer import Announcer
@@ -14,6 +17,7 @@ from sidecar.sources.env import EnvSource
 from sidecar.sources.swarm import service_version
 from sidecar.sse import encode_version_event
 from sidecar.version import InvalidReleaseInfo, Version, check_notes_url, check_required, check_version
+from tests.docs import blocks, read, section
 from tests.sse_parser import SSEParser
 from tests.unit.test_announcer import ScriptedSource, make_hub
 
@@ -136,3 +140,41 @@ def test_on_swarm_they_come_from_where_the_version_comes_from() -> None:
     assert isinstance(version, Found) and (version.notes, version.required) == (NOTES, "1")
     version, _ = service_version("app:2", {VERSION_LABEL: "v2"}, on_service, DEFAULT_LABELS)
     assert isinstance(version, Found) and (version.notes, version.required) == (None, None)
+
+
+# docs/client.md's example for each source, as a user copies it.
+EXAMPLES = section(read("docs/client.md"), "What's new, and required reloads")
+
+
+def test_the_env_example_gives_notes_and_a_required_reload() -> None:
+    [shell] = blocks(EXAMPLES, "sh")
+    environ = dict(line.split("=", 1) for line in shell.splitlines())
+    announcer = Announcer(EnvSource("APP_VERSION", environ), hub := make_hub())
+    calls = announced(hub)
+    asyncio.run(announcer.read_initial())
+    assert calls == [("v2", "https://example.com/releases/v2", True)]
+
+
+def test_the_dockerfile_example_labels_the_image_with_both() -> None:
+    [dockerfile] = blocks(EXAMPLES, "dockerfile")
+    label = dockerfile.replace("\\\n", " ").split("LABEL", 1)[1]
+    labels = {key: value.strip('"').replace("${VERSION}", "v2") for key, value in re.findall(r'(\S+)=("[^"]*")', label)}
+    version, _ = version_from_labels(labels, DEFAULT_LABELS)
+    assert isinstance(version, Found)
+    assert (version, check_notes_url(version.notes or ""), check_required(version.required or "")) == (
+        "v2",
+        "https://example.com/releases/v2",
+        True,
+    )
+
+
+def test_the_stack_example_labels_the_service_with_both() -> None:
+    [stack] = blocks(EXAMPLES, "yaml")
+    labels = yaml.safe_load(stack.replace("${APP_VERSION}", "v2"))["services"]["app"]["deploy"]["labels"]
+    version, _ = service_version("shop-app:v2", None, labels, DEFAULT_LABELS)  # the manager lacks the image
+    assert isinstance(version, Found)
+    assert (version, check_notes_url(version.notes or ""), check_required(version.required or "")) == (
+        "v2",
+        "https://example.com/releases/v2",
+        False,
+    )
