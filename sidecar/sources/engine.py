@@ -191,8 +191,9 @@ class EngineSource(Source):
                     after = self._reread_after(reading)
                     next_read = read_at + after if after is not None else float("inf")
                     deadline = min(next_read, heard_at + self.silence)
-                    try:
-                        event = await asyncio.wait_for(events.get(), max(0.0, deadline - self.clock()))
+                    try:  # asyncio.timeout: Python 3.11's wait_for can swallow a cancellation
+                        async with asyncio.timeout(max(0.0, deadline - self.clock())):
+                            event = await events.get()
                     except TimeoutError:
                         event = {}  # nothing in time
                     if event is None:  # aiodocker's end-of-stream mark
