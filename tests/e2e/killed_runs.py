@@ -8,6 +8,7 @@ from pathlib import Path
 from tests.docker.engine import DOCKER_CLI
 
 PROJECT_PREFIX = "vse2e"  # + the test run's PID: the compose project's name, and its images'
+ADOPTION_PREFIX = "vsadopt"  # + the PID: the adoption test's compose project (its images are named by README)
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 
 
@@ -22,7 +23,7 @@ def remove_killed_runs(docker_host: str) -> None:
     label = f'{{{{.Label "{COMPOSE_PROJECT_LABEL}"}}}}'
     projects = set(listed("ps", "--all", "--format", label)) | set(listed("network", "ls", "--format", label))
     for project in projects:
-        owner = project.removeprefix(PROJECT_PREFIX)
+        owner = project.removeprefix(PROJECT_PREFIX).removeprefix(ADOPTION_PREFIX)
         if project == owner or not owner.isdigit() or Path(f"/proc/{owner}").exists():
             continue
         by_label = ["--filter", f"label={COMPOSE_PROJECT_LABEL}={project}"]
