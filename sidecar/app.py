@@ -10,7 +10,6 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from .aiohttp_internals import open_stream
 from .announcer import Announcer
 from .client import DropRules
 from .config import Settings
@@ -20,6 +19,7 @@ from .logs import NOISE, get_logger
 from .metrics import registry, respond
 from .script import ClientScript
 from .sources import Source
+from .stream import open_stream
 
 log = get_logger("sidecar.app")
 

@@ -9,7 +9,7 @@ import asyncio
 import socket
 from dataclasses import dataclass
 
-from .aiohttp_internals import Framed, OpenedStream
+from .stream import Framed, OpenedStream
 
 # Linux only: the kernel aborts a connection whose sent data stays unacknowledged this long.
 _TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", None)

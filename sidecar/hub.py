@@ -9,11 +9,11 @@ import asyncio
 import random
 import time
 
-from .aiohttp_internals import Framed, OpenedStream
 from .client import Client, DropRules
 from .host import HostTable, WorkerRow
 from .logs import get_logger
 from .sse import encode_retry, encode_version_event
+from .stream import Framed, OpenedStream
 from .version import Version
 
 log = get_logger("sidecar.hub")

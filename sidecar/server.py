@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .aiohttp_internals import ConnectionCount
 from .config import Settings
+from .connections import ConnectionCount
 from .logs import NOISE, get_logger
 
 log = get_logger("sidecar.server")

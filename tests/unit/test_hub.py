@@ -8,9 +8,9 @@ import pytest
 from aiohttp.http_writer import StreamWriter
 from structlog.testing import capture_logs
 
-from sidecar.aiohttp_internals import OpenedStream, VersionStream
 from sidecar.client import Client, DropRules
 from sidecar.hub import Hub
+from sidecar.stream import OpenedStream, VersionStream
 from sidecar.version import check_version
 from tests.waiting import eventually
 
