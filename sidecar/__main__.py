@@ -117,7 +117,7 @@ def serve(
     """Serve until a stop signal; exit status 0, or 2 with one line when it cannot start.
     `build` makes the app (default: build_app on `row` of the host table)."""
     if row is not None:
-        row.stream_limit = streams_per_process(settings)
+        row.seats.stream_limit = streams_per_process(settings)
     if build is None:
         build = functools.partial(build_app, row=row)
     with asyncio.Runner(loop_factory=_event_loop) as runner:

@@ -36,8 +36,8 @@ REPORT_PERIOD = 1.0
 
 async def stream_version(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
-    if not hub.row.take_seat():  # the cap holds for the whole host, over all workers
-        NOISE.note("client refused: too many clients", peer=request.remote, max_clients=hub.row.table.max_clients)
+    if not hub.row.seats.take():  # the cap holds for the whole host, over all workers
+        NOISE.note("client refused: too many clients", peer=request.remote, max_clients=hub.row.seats.max_clients)
         refusal = web.Response(
             status=503, headers={"Retry-After": str(hub.retry_after_seconds)}, text="too many clients, retry later\n"
         )
@@ -51,7 +51,7 @@ async def stream_version(request: web.Request) -> web.StreamResponse:
         finally:  # cancelled when the client goes away (handler_cancellation)
             hub.leave(client, "client went away")
     finally:
-        hub.row.give_seat()
+        hub.row.seats.give()
     if request.transport is None or request.transport.is_closing():
         raise asyncio.CancelledError  # nothing left to finish the response on
     return stream.response

@@ -18,7 +18,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import choose_encoder
 
-from .host import DROP_REASONS, HostState
+from .host import HostState
+from .host_memory import DROP_REASONS
 
 PREFIX = "version_sidecar_"
 
