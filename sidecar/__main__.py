@@ -1,4 +1,5 @@
-"""Command line entry point: `version-sidecar` and `python -m sidecar`."""
+"""The command, `version-sidecar` (and `python -m sidecar`): settings in, then one process or a
+supervisor of --workers, each serving its app until a stop signal."""
 
 import asyncio
 import functools
@@ -8,63 +9,23 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from .app import ANNOUNCER, HUB, create_app
+from .app import ANNOUNCER, create_app
 from .config import DEMO_VERSION_FILE, SettingError, Settings, describe, fail, load_settings
 from .host import HostTable, WorkerRow
 from .logs import configure_logging, get_logger
 from .server import fit_under_open_files_limit, run, streams_per_process
-from .sources import Source, SourceError
-from .sources.docker import DockerSource
-from .sources.env import EnvSource
-from .sources.file import FileSource
-from .sources.swarm import SwarmSource
-from .version import check_version
+from .sources import SourceError
+from .sources.choose import choose_source
 from .workers import Supervisor, reuseport_sockets
 
 log = get_logger("sidecar")
 
 
-def make_source(settings: Settings) -> Source:
-    if settings.source == "file":
-        assert settings.version_file is not None
-        return FileSource(settings.version_file, settings.poll_interval)
-    if settings.source == "docker":
-        assert settings.docker_target is not None
-        return DockerSource(
-            settings.docker_target,
-            project=settings.docker_project,
-            label=settings.docker_label,
-            host=settings.docker_host,
-            fallback=settings.fallback_version,
-        )
-    if settings.source == "swarm":
-        assert settings.swarm_service is not None
-        return SwarmSource(
-            settings.swarm_service,
-            label=settings.docker_label,
-            host=settings.docker_host,
-            fallback=settings.fallback_version,
-        )
-    return EnvSource(settings.version_env)
-
-
 async def build_app(settings: Settings, row: WorkerRow | None = None) -> web.Application:
     """The app (on `row` of the host table; None: a table of its own), with its first version
-    read and checked before serving; raises SourceError, unless this worker replaces one that
-    died: then the host's last version is kept meanwhile."""
-    source = make_source(settings)
-    app = create_app(settings, source, row)
-    try:
-        initial = await app[ANNOUNCER].read_initial()
-    except SourceError as error:
-        last = app[HUB].row.table.read().version
-        if last is None:  # the host's first start: a setting or source to fix
-            raise
-        # Like a running worker whose source fails: serve the last good version, degraded.
-        log.warning("source error, keeping the last good version", source=source.name, error=str(error))
-        source.problem = str(error)
-        initial = check_version(last)
-        app[HUB].publish(initial)
+    read and checked before serving (Announcer.first_version: raises SourceError at a first start)."""
+    app = create_app(settings, choose_source(settings), row)
+    initial = await app[ANNOUNCER].first_version()
     log.info("starting", version=initial, **describe(settings))
     return app
 
