@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from .app import ANNOUNCER, create_app
-from .config import DEMO_VERSION_FILE, SettingError, Settings, describe, fail, load_settings
+from .config import SettingError, Settings, describe, fail, load_settings
+from .demo import prepare_demo
 from .host import HostTable, WorkerRow
 from .logs import configure_logging, get_logger
 from .server import fit_under_open_files_limit, run, streams_per_process
@@ -36,14 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingError as error:
         fail(str(error))
     configure_logging(settings.log_format, settings.log_level, worker="supervisor" if settings.workers > 1 else None)
-    if settings.demo and settings.version_file == DEMO_VERSION_FILE and not DEMO_VERSION_FILE.exists():
-        DEMO_VERSION_FILE.write_text("v1\n", encoding="utf-8")
     if settings.demo:
-        log.info(
-            "demo page ready",
-            url=f"http://{settings.host}:{settings.port}/",
-            change_version_with=f"echo v2 > {settings.version_file}",
-        )
+        prepare_demo(settings)
     settings = fit_under_open_files_limit(settings)
     table = HostTable(settings.workers, settings.max_clients)  # before any fork: every worker shares it
     if settings.workers > 1:
