@@ -1,6 +1,6 @@
 """What the fence relies on in aiohttp and aiohttp-sse, checked on a real server: sidecar/stream.py
 (the stream's response, head and framing) and sidecar/connections.py (the connection count), the
-only two files that use their internals.
+only two files that use their internals (tests/static/test_house_rules.py holds the others to that).
 
 When an upgrade changes one of these, this file fails and says which: then adapt the fence (or,
 where the public API now does the job, drop it), and move the bounds in pyproject.toml.
