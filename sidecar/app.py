@@ -73,7 +73,7 @@ async def _start(app: web.Application) -> None:
     app[HUB].start()
     app[ANNOUNCER].start()
     app[REPORTER].start()
-    app[HUB].row.serving()
+    app[HUB].row.started_serving()
 
 
 async def _stop(app: web.Application) -> None:

@@ -49,7 +49,8 @@ class HostState:
         return sum(getattr(worker, column) for worker in self.workers)
 
     @property
-    def serving(self) -> list[WorkerState]:
+    def workers_up(self) -> list[WorkerState]:
+        """The workers that serve now."""
         return [worker for worker in self.workers if worker.up]
 
 
@@ -141,7 +142,8 @@ class WorkerRow:
             if self._row.problem != encoded:
                 self._row.problem = encoded
 
-    def serving(self) -> None:
+    def started_serving(self) -> None:
+        """This process serves the row now: its pid, and up."""
         self._row.pid = os.getpid()
         self._row.up = 1
 

@@ -37,7 +37,7 @@ def test_a_dead_workers_row_keeps_its_counters_and_loses_its_clients() -> None:
     table = HostTable(2, max_clients=10)
     row = table.row(1)
     table.worker_started(1, 4242, restart=False)
-    row.serving()
+    row.started_serving()
     row.report("the file is gone")
     for _ in range(3):
         assert row.seats.take()
