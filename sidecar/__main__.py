@@ -14,7 +14,7 @@ from .config import SettingError, Settings, describe, fail, load_settings
 from .demo import prepare_demo
 from .host import HostTable, WorkerRow
 from .logs import configure_logging, get_logger
-from .server import fit_under_open_files_limit, run, streams_per_process
+from .server import fit_under_open_files_limit, listening_socket, run, streams_per_process
 from .sources import SourceError
 from .sources.choose import choose_source
 from .workers import Supervisor, reuseport_sockets
@@ -52,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings, sock, row=table.row(index))
 
         return Supervisor(sockets, table, serve_worker, settings.shutdown_timeout).run()
-    return serve(settings, row=table.row(0))
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as error:
+        fail(f"--port {settings.port}: cannot listen on {settings.host}: {error.strerror or error}")
+    return serve(settings, sock, row=table.row(0))
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

@@ -24,6 +24,7 @@ class WorkerState:
     pid: int
     up: bool
     restarts: int
+    fork_failures: int
     clients: int
     source_up: bool
     connected: int
@@ -32,6 +33,7 @@ class WorkerState:
     dropped: dict[str, int]
     fanouts: int
     fanout_seconds: float
+    log_lines_dropped: int
     version: str | None
     problem: str | None
 
@@ -76,6 +78,9 @@ class HostTable:
         if restart:
             row.restarts += 1
 
+    def fork_failed(self, index: int) -> None:
+        self.memory.rows[index].fork_failures += 1
+
     def worker_died(self, index: int) -> None:
         """Forget what a dead worker held: its streams are gone; its counters stay."""
         row = self.memory.rows[index]
@@ -103,7 +108,7 @@ class HostTable:
 class WorkerRow:
     """A worker's own row: what its hot paths count (each an integer) and its seats under the cap."""
 
-    __slots__ = ("_memory", "_row", "index", "seats", "table")
+    __slots__ = ("_log_lines_before", "_memory", "_row", "index", "seats", "table")
 
     def __init__(self, table: HostTable, index: int) -> None:
         self.table = table
@@ -111,6 +116,7 @@ class WorkerRow:
         self.seats = Seats(table.memory, index)
         self._memory = table.memory
         self._row = table.memory.rows[index]
+        self._log_lines_before = self._row.log_lines_dropped  # an earlier worker's, continued
 
     def sent(self, events: int) -> None:
         self._row.events_sent += events
@@ -142,6 +148,10 @@ class WorkerRow:
             if self._row.problem != encoded:
                 self._row.problem = encoded
 
+    def log_lines_dropped(self, count: int) -> None:
+        """This process has dropped `count` log lines since it started."""
+        self._row.log_lines_dropped = self._log_lines_before + count
+
     def started_serving(self) -> None:
         """This process serves the row now: its pid, and up."""
         self._row.pid = os.getpid()
@@ -154,6 +164,7 @@ def _state(index: int, row: Row) -> WorkerState:
         pid=row.pid,
         up=bool(row.up),
         restarts=row.restarts,
+        fork_failures=row.fork_failures,
         clients=row.clients,
         source_up=bool(row.source_up),
         connected=row.connected,
@@ -162,6 +173,7 @@ def _state(index: int, row: Row) -> WorkerState:
         dropped={reason: getattr(row, reason) for reason in DROP_REASONS},
         fanouts=row.fanouts,
         fanout_seconds=row.fanout_ns / 1e9,
+        log_lines_dropped=row.log_lines_dropped,
         version=decode_text(row.version),
         problem=decode_text(row.problem),
     )

@@ -35,6 +35,7 @@ class Row(ctypes.Structure):
         # Written by the supervisor: which process serves this row, and how often it was replaced.
         ("pid", ctypes.c_int64),
         ("restarts", ctypes.c_int64),
+        ("fork_failures", ctypes.c_int64),  # starts that failed to fork (process or memory limits)
         # Gauges, written by the worker and zeroed by the supervisor when it dies.
         ("up", ctypes.c_int64),  # 1 once the worker serves
         ("clients", ctypes.c_int64),  # seats held: streams connected or being opened
@@ -47,6 +48,7 @@ class Row(ctypes.Structure):
         ("send_timeout", ctypes.c_int64),
         ("fanouts", ctypes.c_int64),
         ("fanout_ns", ctypes.c_int64),
+        ("log_lines_dropped", ctypes.c_int64),  # lines a stalled log reader cost (logs.Output)
         # Texts, under the lock.
         ("version", ctypes.c_char * VERSION_BYTES),
         ("problem", ctypes.c_char * PROBLEM_BYTES),

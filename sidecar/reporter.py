@@ -10,6 +10,7 @@ import contextlib
 
 from .announcer import Announcer
 from .host import HostState, WorkerRow
+from .logs import Output
 
 REPORT_PERIOD = 1.0
 
@@ -22,6 +23,8 @@ class Reporter:
 
     def report(self) -> None:
         self.row.report(self.announcer.problem)
+        if Output.current is not None:
+            self.row.log_lines_dropped(Output.current.dropped)
 
     def read_host(self) -> HostState:
         """The host table, with this worker's own row brought up to date first."""

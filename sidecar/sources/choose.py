@@ -20,6 +20,7 @@ def choose_source(settings: Settings) -> Source:
             label=settings.docker_label,
             host=settings.docker_host,
             fallback=settings.fallback_version,
+            silence=settings.docker_timeout,
         )
     if settings.source == "swarm":
         assert settings.swarm_service is not None
@@ -28,5 +29,6 @@ def choose_source(settings: Settings) -> Source:
             label=settings.docker_label,
             host=settings.docker_host,
             fallback=settings.fallback_version,
+            silence=settings.docker_timeout,
         )
     return EnvSource(settings.version_env)

@@ -7,11 +7,12 @@ like /dev/zero would never end), and at most MAX_FILE_BYTES of it.
 
 import asyncio
 import contextlib
+import logging
 import os
 import stat
 from pathlib import Path
 
-from ..logs import get_logger
+from ..logs import NOISE, get_logger
 from ..version import MAX_VERSION_LENGTH
 from . import Publish, Source, SourceError
 from .file_watch import FileWatch
@@ -101,12 +102,14 @@ class FileSource(Source):
                 # the next poll still sees it. Each problem is logged once, not every poll.
                 if failed_before and self.problem != str(error):
                     self.problem = str(error)
-                    log.warning("source error, keeping the last good version", source=self.name, error=str(error))
+                    NOISE.note("source error, keeping the last good version", source=self.name, error=str(error))
                 failed_before = True
                 continue
             failed_before = False
             if self.problem is not None:
-                log.info("source recovered", source=self.name, path=str(self.path))
+                NOISE.note(
+                    "source recovered", logging.INFO, source=self.name, path=str(self.path)
+                )  # a flapping file: summarised
                 self.problem = None
             if value != last_seen:
                 last_seen = value
