@@ -14,7 +14,8 @@ from .config import SettingError, Settings, describe, fail, load_settings
 from .demo import prepare_demo
 from .host import HostTable, WorkerRow
 from .logs import configure_logging, get_logger
-from .server import fit_under_open_files_limit, listening_socket, run, streams_per_process
+from .open_files import Limits, fit_under, open_files_limit, raise_open_files_limit
+from .server import listening_socket, run
 from .sources import SourceError
 from .sources.choose import choose_source
 from .workers import Supervisor, reuseport_sockets
@@ -39,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_format, settings.log_level, worker="supervisor" if settings.workers > 1 else None)
     if settings.demo:
         prepare_demo(settings)
-    settings = fit_under_open_files_limit(settings)
+    open_files = raise_open_files_limit()  # once, before any fork: the workers inherit it
+    settings = fit_under(settings, open_files)
+    limits = Limits.under(open_files, settings.max_clients)  # each process's
     table = HostTable(settings.workers, settings.max_clients)  # before any fork: every worker shares it
     if settings.workers > 1:
         try:
@@ -49,14 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def serve_worker(index: int, sock: socket.socket) -> int:
             configure_logging(settings.log_format, settings.log_level, worker=index)
-            return serve(settings, sock, row=table.row(index))
+            return serve(settings, sock, row=table.row(index), limits=limits)
 
         return Supervisor(sockets, table, serve_worker, settings.shutdown_timeout).run()
     try:
         sock = listening_socket(settings.host, settings.port)
     except OSError as error:
         fail(f"--port {settings.port}: cannot listen on {settings.host}: {error.strerror or error}")
-    return serve(settings, sock, row=table.row(0))
+    return serve(settings, sock, row=table.row(0), limits=limits)
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -73,16 +76,20 @@ def serve(
     sock: socket.socket | None = None,
     build: Callable[[Settings], Awaitable[web.Application]] | None = None,
     row: WorkerRow | None = None,
+    limits: Limits | None = None,
 ) -> int:
     """Serve until a stop signal; exit status 0, or 2 with one line when it cannot start.
-    `build` makes the app (default: build_app on `row` of the host table)."""
+    `build` makes the app (default: build_app on `row` of the host table); `limits`: what this
+    process holds (default: what fits under its open-files limit as it stands)."""
+    if limits is None:
+        limits = Limits.under(open_files_limit(), settings.max_clients)
     if row is not None:
-        row.seats.stream_limit = streams_per_process(settings)
+        row.seats.stream_limit = limits.streams
     if build is None:
         build = functools.partial(build_app, row=row)
     with asyncio.Runner(loop_factory=_event_loop) as runner:
         try:
-            status = runner.run(run(settings, build, sock))
+            status = runner.run(run(settings, build, sock, limits.connections))
         except SourceError as error:
             fail(str(error))
         except OSError as error:  # e.g. the port is taken
