@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare_demo(settings)
     open_files = raise_open_files_limit()  # once, before any fork: the workers inherit it
     settings = fit_under(settings, open_files)
-    limits = Limits.under(open_files, settings.max_clients)  # each process's
+    limits = Limits.under_open_files(open_files, settings.max_clients)  # each process's
     table = HostTable(settings.workers, settings.max_clients)  # before any fork: every worker shares it
     if settings.workers > 1:
         try:
@@ -82,7 +82,7 @@ def serve(
     `build` makes the app (default: build_app on `row` of the host table); `limits`: what this
     process holds (default: what fits under its open-files limit as it stands)."""
     if limits is None:
-        limits = Limits.under(open_files_limit(), settings.max_clients)
+        limits = Limits.under_open_files(open_files_limit(), settings.max_clients)
     if row is not None:
         row.seats.stream_limit = limits.streams
     if build is None:

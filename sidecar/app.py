@@ -31,7 +31,9 @@ REPORTER = web.AppKey("reporter", Reporter)
 async def stream_version(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     if not hub.row.seats.take():  # the cap holds for the whole host, over all workers
-        NOISE.note("client refused: too many clients", peer=request.remote, max_clients=hub.row.seats.max_clients)
+        NOISE.log_summarised(
+            "client refused: too many clients", peer=request.remote, max_clients=hub.row.seats.max_clients
+        )
         refusal = web.Response(
             status=503, headers={"Retry-After": str(hub.retry_after_seconds)}, text="too many clients, retry later\n"
         )

@@ -25,16 +25,28 @@ class DropRules:
 
 
 class Client:
-    __slots__ = ("chunked", "dropped", "ended", "peer", "rules", "slot", "transport", "waiting", "waiting_since")
+    __slots__ = (
+        "chunked",
+        "dropped",
+        "ended",
+        "heartbeat_slice",
+        "peer",
+        "rules",
+        "transport",
+        "waiting",
+        "waiting_since",
+    )
 
-    def __init__(self, stream: OpenedStream, peer: str, slot: int, rules: DropRules, waiting: "set[Client]") -> None:
+    def __init__(
+        self, stream: OpenedStream, peer: str, heartbeat_slice: int, rules: DropRules, waiting: "set[Client]"
+    ) -> None:
         """`waiting`: the hub's clients with data waiting, which this one joins when a write leaves
         some unsent (so the send-timeout rule looks at those alone)."""
         self.transport = stream.transport
         self.chunked = stream.chunked
         self.peer = peer
         # Which slice of the heartbeat re-sends to this client (see Hub._beat).
-        self.slot = slot
+        self.heartbeat_slice = heartbeat_slice
         self.rules = rules
         # Resolved with the reason when the stream ends; cancelled instead when the connection is
         # lost while the handler waits on it (aiohttp cancels the handler, and so this future).

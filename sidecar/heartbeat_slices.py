@@ -26,14 +26,14 @@ class HeartbeatSlices:
         return index
 
     def add(self, client: Client) -> None:
-        self._slices.setdefault(client.slot, set()).add(client)
+        self._slices.setdefault(client.heartbeat_slice, set()).add(client)
 
     def discard(self, client: Client) -> None:
-        members = self._slices.get(client.slot)
+        members = self._slices.get(client.heartbeat_slice)
         if members is not None:
             members.discard(client)
             if not members:
-                del self._slices[client.slot]
+                del self._slices[client.heartbeat_slice]
 
     def due(self, turn: int) -> list[Client]:
         """The clients of slice `turn`, to re-send to now."""

@@ -29,7 +29,7 @@ class Limits:
     streams: int  # --max-clients, or less when it does not fit
 
     @classmethod
-    def under(cls, open_files: int, max_clients: int) -> "Limits":
+    def under_open_files(cls, open_files: int, max_clients: int) -> "Limits":
         connections = max(1, open_files - RESERVED_FOR_SOURCE)
         return cls(open_files, connections, min(max_clients, max(1, connections - RESERVED_FOR_REQUESTS)))
 
@@ -53,7 +53,7 @@ def open_files_limit() -> int:
 def fit_under(settings: Settings, open_files: int) -> Settings:
     """`settings` with --max-clients (the cap of the whole host) lowered to what its workers fit
     under `open_files` each (warns if it had to be)."""
-    limits = Limits.under(open_files, settings.max_clients)
+    limits = Limits.under_open_files(open_files, settings.max_clients)
     streams = min(settings.max_clients, limits.streams * settings.workers)
     if streams < settings.max_clients:
         log.warning(

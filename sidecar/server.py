@@ -36,7 +36,9 @@ class _CloseAtOnce(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         transport.abort()
-        NOISE.note("connection closed at once: too many open connections", open_connections_at_most=self.ceiling)
+        NOISE.log_summarised(
+            "connection closed at once: too many open connections", open_connections_at_most=self.ceiling
+        )
 
 
 def _ceiling(server: web.Server, ceiling: int) -> Callable[[], asyncio.BaseProtocol]:
@@ -47,7 +49,7 @@ def _ceiling(server: web.Server, ceiling: int) -> Callable[[], asyncio.BaseProto
         if len(connections) >= ceiling:
             if not connections.close_oldest_idle():
                 return _CloseAtOnce(ceiling)
-            NOISE.note("idle connection closed to make room", open_connections_at_most=ceiling)
+            NOISE.log_summarised("idle connection closed to make room", open_connections_at_most=ceiling)
         return server()
 
     return protocol
@@ -65,7 +67,7 @@ def _report_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, objec
     message = str(context.get("message", ""))
     error = context.get("exception")
     if "accept" in message:
-        NOISE.note("accepting a connection failed", error=str(error))
+        NOISE.log_summarised("accepting a connection failed", error=str(error))
         return
     log.error("event loop error", message=message, error=repr(error) if error else None)
 

@@ -10,8 +10,8 @@ from sidecar.heartbeat_slices import HeartbeatSlices
 class Joined:
     """Stands in for a Client: the schedule reads nothing but its slice."""
 
-    def __init__(self, slot: int) -> None:
-        self.slot = slot
+    def __init__(self, heartbeat_slice: int) -> None:
+        self.heartbeat_slice = heartbeat_slice
 
 
 def test_clients_are_dealt_into_slices_in_turn_and_a_tick_takes_only_its_own() -> None:

@@ -32,7 +32,7 @@ def test_the_soft_limit_is_raised_to_the_hard_one(limit_set: list[tuple[int, int
 def test_what_fits_is_computed_without_touching_the_limit(limit_set: list[tuple[int, int]]) -> None:
     with capture_logs() as logs:
         settings = fit_under(Settings(max_clients=10_000, workers=2), open_files=1024)
-    limits = Limits.under(1024, settings.max_clients)
+    limits = Limits.under_open_files(1024, settings.max_clients)
     assert settings.max_clients == 2 * (1024 - 32 - 32)  # descriptors kept for the source and requests
     assert (limits.connections, limits.streams) == (1024 - 32, 1024 - 64)
     assert [entry["event"] for entry in logs] == ["--max-clients does not fit under the open-files limit"]
