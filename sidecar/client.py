@@ -50,12 +50,12 @@ class Client:
         self.rules = rules
         # Resolved with the reason when the stream ends; cancelled instead when the connection is
         # lost while the handler waits on it (aiohttp cancels the handler, and so this future).
-        # Not shielded: a shield costs about 1 KB per connection (bench, 10,000 clients).
+        # Not shielded: a shield costs memory per connection (bench/RESULTS.md, item 8).
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         # When a write first left this client's data waiting (send-timeout rule), else None.
         self.waiting_since: float | None = None
         self.waiting = waiting
-        # Which drop rule ended this stream (one of host.DROP_REASONS), if one did.
+        # Which drop rule ended this stream (one of host_memory.DROP_REASONS), if one did.
         self.dropped: str | None = None
         self._limit_unacknowledged_time()
 

@@ -1,22 +1,13 @@
-"""--workers N: N processes share the port through SO_REUSEPORT, under a supervisor.
+"""The supervisor of --workers N: binds the port once per worker, forks the workers, restarts one
+that dies (or retries a fork that failed), and passes stop signals on (what a user sees:
+docs/operations.md, "Workers").
 
-The supervisor binds one listening socket per worker before forking (so a taken port fails at
-once, with exit 2) and keeps every socket: a dead worker's successor serves the same socket, and
-the connections the kernel queued on it meanwhile wait for it instead of failing. Worker 0
-starts alone; the others follow once it serves, so a setting or source that cannot start stops
-the host with its one line (exit 2) instead of one line per worker. Then:
-
-- a worker that dies is started again after a back-off (RESTART_FIRST, doubling up to
-  RESTART_LAST, back to the first once a worker has run RESTART_LAST seconds); one that dies
-  before serving START_ATTEMPTS times in a row stops the host: exit 1 and one line saying why;
-- the other workers, and their streams, are untouched;
-- workers die with the supervisor, however it dies: each asks the kernel for SIGTERM when its
-  parent goes (PR_SET_PDEATHSIG), which ends its streams cleanly;
-- SIGTERM, SIGINT and SIGHUP are passed on once, as SIGTERM; a second one is logged and ignored;
-  the supervisor exits 0 once every worker has ended cleanly.
-
-What every worker counts lives in the host table (host.py); the supervisor zeroes a dead
-worker's row before the next one takes it over.
+Why it is built so: every socket is bound before any fork and kept by the supervisor, so a dead
+worker's successor serves the same socket and the connections the kernel queued there meanwhile
+wait for it; worker 0 starts alone, so a setting or source that cannot work stops the host with
+one line rather than one per worker; the supervisor has no event loop, and waits for children,
+signals and its own timers in one sigtimedwait. It learns that a worker serves from the host
+table (host.py), and zeroes a dead worker's row there before the next one takes it over.
 """
 
 import ctypes
