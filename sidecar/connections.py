@@ -1,12 +1,18 @@
-"""The connection ceiling's count: how many connections aiohttp holds open, and room made by
-closing the oldest idle one.
+"""The connection ceiling: at most so many open connections, so that a burst of them can never
+take the last descriptors from the version source; at the ceiling, the oldest idle connection
+makes room (the newcomer may be /healthz), else the newcomer is closed at once.
 
 aiohttp's public `connections` builds a list at every call, and the count is read at every
 accept, so it is read from the dict behind it: with stream.py, the one place that leans on
 aiohttp's internals. tests/http/test_aiohttp_internals.py fails when an upgrade changes them.
 """
 
+import asyncio
+from collections.abc import Callable
+
 from aiohttp import web
+
+from .logs import NOISE
 
 
 class ConnectionCount:
@@ -31,3 +37,32 @@ class ConnectionCount:
                 self._closing.add(handler)
                 return True
         return False
+
+
+class _CloseAtOnce(asyncio.Protocol):
+    """What a connection over the ceiling gets: closed before it can hold a descriptor."""
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
+        NOISE.log_summarised(
+            "connection closed at once: too many open connections", open_connections_at_most=self.ceiling
+        )
+
+
+def ceiling_protocol(server: web.Server, ceiling: int) -> Callable[[], asyncio.BaseProtocol]:
+    """The protocol factory of the listening socket: aiohttp's, under `ceiling` open connections."""
+    connections = ConnectionCount(server)
+
+    def protocol() -> asyncio.BaseProtocol:
+        # At the ceiling, an idle connection makes room: the newcomer may be /healthz.
+        if len(connections) >= ceiling:
+            if not connections.close_oldest_idle():
+                return _CloseAtOnce(ceiling)
+            NOISE.log_summarised("idle connection closed to make room", open_connections_at_most=ceiling)
+        return server()
+
+    return protocol

@@ -1,10 +1,9 @@
-"""Serving one process: the aiohttp runner, its signals, and the connection ceiling.
+"""Serving one process: the aiohttp runner and its signals.
 
 Not aiohttp's run_app, for three reasons: a second SIGTERM during shutdown must not turn a clean
 exit into an error; SIGHUP ends the process as cleanly as SIGTERM; and the listening socket gets
-a protocol factory that closes connections over a ceiling at once, so a burst of connections can
-never take the last descriptors from the version source (open_files.py says how many are kept),
-and idle ones make room for /healthz and /metrics.
+the connection ceiling's protocol factory (connections.py), under the number of connections
+open_files.py says fit.
 """
 
 import asyncio
@@ -15,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .config import Settings
-from .connections import ConnectionCount
+from .connections import ceiling_protocol
 from .logs import NOISE, get_logger
 
 log = get_logger("sidecar.server")
@@ -25,34 +24,6 @@ IDLE_TIMEOUT = 15.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # The listening socket's queue: a reconnect storm arrives at once (the kernel caps it at somaxconn).
 BACKLOG = 1024
-
-
-class _CloseAtOnce(asyncio.Protocol):
-    """What a connection over the ceiling gets: closed before it can hold a descriptor."""
-
-    def __init__(self, ceiling: int) -> None:
-        self.ceiling = ceiling
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.abort()
-        NOISE.log_summarised(
-            "connection closed at once: too many open connections", open_connections_at_most=self.ceiling
-        )
-
-
-def _ceiling(server: web.Server, ceiling: int) -> Callable[[], asyncio.BaseProtocol]:
-    connections = ConnectionCount(server)
-
-    def protocol() -> asyncio.BaseProtocol:
-        # At the ceiling, an idle connection makes room: the newcomer may be /healthz.
-        if len(connections) >= ceiling:
-            if not connections.close_oldest_idle():
-                return _CloseAtOnce(ceiling)
-            NOISE.log_summarised("idle connection closed to make room", open_connections_at_most=ceiling)
-        return server()
-
-    return protocol
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -92,7 +63,7 @@ async def run(
     )
     await runner.setup()
     assert runner.server is not None
-    protocol = _ceiling(runner.server, max_connections)
+    protocol = ceiling_protocol(runner.server, max_connections)
     if sock is None:
         server = await loop.create_server(protocol, settings.host, settings.port, backlog=BACKLOG, reuse_address=True)
     else:
