@@ -70,6 +70,22 @@ class Announcer:
                 await self._task
         await self.source.close()
 
+    async def first_version(self) -> Version | None:
+        """The version this worker starts with: read_initial's. Raises SourceError like it, unless
+        the host announces a version already (this worker replaces one that died): then that one
+        is served meanwhile, degraded, as a running worker does when its source fails."""
+        try:
+            return await self.read_initial()
+        except SourceError as error:
+            last = self.hub.row.table.read().version
+            if last is None:  # the host's first start: a setting or source to fix
+                raise
+            log.warning("source error, keeping the last good version", source=self.source.name, error=str(error))
+            self.source.failed_at_start(error)
+            version = check_version(last)
+            self.hub.publish(version)
+            return version
+
     def offer(self, value: str) -> None:
         """What the source calls with each value it reads: announced if it is a new version (or
         the same with other release notes)."""

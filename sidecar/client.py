@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .aiohttp_internals import Framed, OpenedStream
+from .stream import Framed, OpenedStream
 
 # Linux only: the kernel aborts a connection whose sent data stays unacknowledged this long.
 _TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", None)
@@ -25,25 +25,37 @@ class DropRules:
 
 
 class Client:
-    __slots__ = ("chunked", "dropped", "ended", "peer", "rules", "slot", "transport", "waiting", "waiting_since")
+    __slots__ = (
+        "chunked",
+        "dropped",
+        "ended",
+        "heartbeat_slice",
+        "peer",
+        "rules",
+        "transport",
+        "waiting",
+        "waiting_since",
+    )
 
-    def __init__(self, stream: OpenedStream, peer: str, slot: int, rules: DropRules, waiting: "set[Client]") -> None:
+    def __init__(
+        self, stream: OpenedStream, peer: str, heartbeat_slice: int, rules: DropRules, waiting: "set[Client]"
+    ) -> None:
         """`waiting`: the hub's clients with data waiting, which this one joins when a write leaves
         some unsent (so the send-timeout rule looks at those alone)."""
         self.transport = stream.transport
         self.chunked = stream.chunked
         self.peer = peer
         # Which slice of the heartbeat re-sends to this client (see Hub._beat).
-        self.slot = slot
+        self.heartbeat_slice = heartbeat_slice
         self.rules = rules
         # Resolved with the reason when the stream ends; cancelled instead when the connection is
         # lost while the handler waits on it (aiohttp cancels the handler, and so this future).
-        # Not shielded: a shield costs about 1 KB per connection (bench, 10,000 clients).
+        # Not shielded: a shield costs memory per connection (bench/RESULTS.md, item 8).
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         # When a write first left this client's data waiting (send-timeout rule), else None.
         self.waiting_since: float | None = None
         self.waiting = waiting
-        # Which drop rule ended this stream (one of host.DROP_REASONS), if one did.
+        # Which drop rule ended this stream (one of host_memory.DROP_REASONS), if one did.
         self.dropped: str | None = None
         self._limit_unacknowledged_time()
 

@@ -10,11 +10,12 @@ import random
 import time
 from collections.abc import Callable
 
-from .aiohttp_internals import Framed, OpenedStream
 from .client import Client, DropRules
+from .heartbeat_slices import HeartbeatSlices
 from .host import HostTable, WorkerRow
 from .logs import get_logger
 from .sse import encode_retry, encode_version_event
+from .stream import Framed, OpenedStream
 from .version import Version
 
 log = get_logger("sidecar.hub")
@@ -44,6 +45,7 @@ class Hub:
         # This worker's row of the host table; a hub on its own gets a table of one row.
         self.row = row if row is not None else HostTable(1, max_clients).row(0)
         self.clients: set[Client] = set()
+        self.heartbeat_slices = HeartbeatSlices(heartbeat)  # which clients each heartbeat tick serves
         self.clock = clock
         self.waiting: set[Client] = set()  # clients a write left data unsent for (send-timeout rule)
         self.stopped = False
@@ -53,9 +55,6 @@ class Hub:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._timeouts_task: asyncio.Task[None] | None = None
         self._timeouts_every = min(SEND_TIMEOUT_CHECK, drop_rules.send_timeout / 2)
-        # The heartbeat goes out in slices of about a second each (one slice when it is shorter).
-        self._heartbeat_slices = max(1, int(heartbeat))
-        self._joined = 0
 
     @property
     def retry_after_seconds(self) -> int:
@@ -79,8 +78,7 @@ class Hub:
 
     async def join(self, stream: OpenedStream, peer: str, last_event_id: str | None) -> Client:
         """Send a prepared stream its retry delay and the current version, and count it in."""
-        client = Client(stream, peer, self._joined % self._heartbeat_slices, self.drop_rules, self.waiting)
-        self._joined += 1
+        client = Client(stream, peer, self.heartbeat_slices.next_slice(), self.drop_rules, self.waiting)
         sent = self._event
         first = encode_retry(self.retry + random.randint(0, self.retry_jitter))
         if sent is not None:
@@ -95,6 +93,7 @@ class Hub:
             client.end(reason)
             return client
         self.clients.add(client)
+        self.heartbeat_slices.add(client)
         self.row.joined(0 if sent is None else 1)
         log.info(
             "client connected",
@@ -113,6 +112,7 @@ class Hub:
         self.waiting.discard(client)
         if client in self.clients:
             self.clients.discard(client)
+            self.heartbeat_slices.discard(client)
             if client.dropped is not None:
                 self.row.dropped(client.dropped)
             log.info("client disconnected", peer=client.peer, reason=reason, clients=len(self.clients))
@@ -132,16 +132,14 @@ class Hub:
             self.leave(client, "server shutting down")
 
     async def _beat(self) -> None:
-        # One task, but the re-send is spread over the interval: each tick serves one slice of
-        # the clients, so each still hears it every `heartbeat` seconds while the loop never
-        # stalls for a whole broadcast (0.4 s at 19,000 clients here) that a version change
-        # would have to wait behind (bench/RESULTS.md).
-        tick = self.heartbeat / self._heartbeat_slices
+        # Each tick re-sends to one slice (heartbeat_slices.py): every client hears the version
+        # once per `heartbeat` seconds, and a version change never waits behind a whole broadcast.
+        slices = self.heartbeat_slices
         turn = 0
         while True:
-            await asyncio.sleep(tick)
-            turn = (turn + 1) % self._heartbeat_slices
-            due = [client for client in self.clients if client.slot == turn]
+            await asyncio.sleep(slices.tick)
+            turn = (turn + 1) % slices.count
+            due = slices.due(turn)
             if self._event is not None:
                 self._send_all(due, self._event)
                 self.row.sent(len(due))

@@ -193,7 +193,7 @@ class _FromStandardLogging(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         error = record.exc_info[1] if record.exc_info else None
         if record.name == "aiohttp.server" and str(record.msg).startswith("Error handling request"):
-            NOISE.note("bad request", error=_describe(error))
+            NOISE.log_summarised("bad request", error=_describe(error))
             return
         log = get_logger(record.name)
         log.log(record.levelno, record.getMessage(), exc_info=record.exc_info or False)
@@ -210,7 +210,7 @@ class Noise:
         self._loop: asyncio.AbstractEventLoop | None = None  # whose timers summarise the kinds counted
         self._log = get_logger("sidecar.noise")
 
-    def note(self, kind: str, level: int = logging.WARNING, **fields: Any) -> None:
+    def log_summarised(self, kind: str, level: int = logging.WARNING, **fields: Any) -> None:
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # no loop (start-up): nothing to summarise later

@@ -18,7 +18,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import choose_encoder
 
-from .host import DROP_REASONS, HostState
+from .host import HostState
+from .host_memory import DROP_REASONS
 
 PREFIX = "version_sidecar_"
 
@@ -31,7 +32,7 @@ class HostCollector:
 
     def collect(self) -> Iterator[Metric]:
         host = self.read()
-        serving = host.serving
+        workers_up = host.workers_up
         yield GaugeMetricFamily(
             PREFIX + "clients", "Streams connected now, over all workers.", value=host.total("clients")
         )
@@ -50,7 +51,7 @@ class HostCollector:
         yield GaugeMetricFamily(
             PREFIX + "source_up",
             "1 while every worker follows its version source without a problem (/healthz ok), else 0.",
-            value=int(bool(serving) and all(worker.source_up for worker in serving)),
+            value=int(bool(workers_up) and all(worker.source_up for worker in workers_up)),
         )
         yield CounterMetricFamily(
             PREFIX + "events_sent",
@@ -78,7 +79,7 @@ class HostCollector:
             count_value=host.total("fanouts"),
             sum_value=sum(worker.fanout_seconds for worker in host.workers),
         )
-        yield GaugeMetricFamily(PREFIX + "workers", "Worker processes serving now.", value=len(serving))
+        yield GaugeMetricFamily(PREFIX + "workers", "Worker processes serving now.", value=len(workers_up))
         yield CounterMetricFamily(
             PREFIX + "worker_restarts", "Workers that died and were started again.", value=host.total("restarts")
         )

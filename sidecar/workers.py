@@ -1,22 +1,13 @@
-"""--workers N: N processes share the port through SO_REUSEPORT, under a supervisor.
+"""The supervisor of --workers N: binds the port once per worker, forks the workers, restarts one
+that dies (or retries a fork that failed), and passes stop signals on (what a user sees:
+docs/operations.md, "Workers").
 
-The supervisor binds one listening socket per worker before forking (so a taken port fails at
-once, with exit 2) and keeps every socket: a dead worker's successor serves the same socket, and
-the connections the kernel queued on it meanwhile wait for it instead of failing. Worker 0
-starts alone; the others follow once it serves, so a setting or source that cannot start stops
-the host with its one line (exit 2) instead of one line per worker. Then:
-
-- a worker that dies is started again after a back-off (RESTART_FIRST, doubling up to
-  RESTART_LAST, back to the first once a worker has run RESTART_LAST seconds); one that dies
-  before serving START_ATTEMPTS times in a row stops the host: exit 1 and one line saying why;
-- the other workers, and their streams, are untouched;
-- workers die with the supervisor, however it dies: each asks the kernel for SIGTERM when its
-  parent goes (PR_SET_PDEATHSIG), which ends its streams cleanly;
-- SIGTERM, SIGINT and SIGHUP are passed on once, as SIGTERM; a second one is logged and ignored;
-  the supervisor exits 0 once every worker has ended cleanly.
-
-What every worker counts lives in the host table (host.py); the supervisor zeroes a dead
-worker's row before the next one takes it over.
+Why it is built so: every socket is bound before any fork and kept by the supervisor, so a dead
+worker's successor serves the same socket and the connections the kernel queued there meanwhile
+wait for it; worker 0 starts alone, so a setting or source that cannot work stops the host with
+one line rather than one per worker; the supervisor has no event loop, and waits for children,
+signals and its own timers in one sigtimedwait. It learns that a worker serves from the host
+table (host.py), and zeroes a dead worker's row there before the next one takes it over.
 """
 
 import ctypes
@@ -118,10 +109,10 @@ class Restarts:
 
     delay: float = RESTART_FIRST
     failed_starts: int = 0  # processes in a row that died before serving
-    started_at: float = 0.0
+    process_started_at: float = 0.0  # when its current process started
 
     def started(self, now: float) -> None:
-        self.started_at = now
+        self.process_started_at = now
 
     def died(self, now: float, served: bool) -> float | None:
         """Seconds to wait before the next start, or None: give up."""
@@ -131,7 +122,7 @@ class Restarts:
             self.failed_starts += 1
             if self.failed_starts >= START_ATTEMPTS:
                 return None
-        if now - self.started_at > RESTART_LAST:
+        if now - self.process_started_at > RESTART_LAST:
             self.delay = RESTART_FIRST
         return self._next_delay()
 
@@ -151,9 +142,9 @@ class _Worker:
     index: int
     sock: socket.socket
     pid: int | None = None
-    starts: int = 0
-    serving: bool = False  # seen serving since it was started
-    start_at: float | None = None  # when to start it, while it is not running
+    processes_started: int = 0
+    seen_up: bool = False  # its row has said up since its process started
+    next_start_at: float | None = None  # when to start its next process, while none runs
     restarts: Restarts = field(default_factory=Restarts)
 
 
@@ -201,28 +192,28 @@ class Supervisor:
         return [worker for worker in self.workers if worker.pid is not None]
 
     def _due(self) -> list[_Worker]:
-        return [worker for worker in self.workers if worker.start_at is not None]
+        return [worker for worker in self.workers if worker.next_start_at is not None]
 
     def _timeout(self) -> float | None:
         now = self.clock()
         if self.stopping_since is not None:
             return max(0.0, self.stopping_since + self.stop_timeout - now)
-        waits = [max(0.0, worker.start_at - now) for worker in self._due() if worker.start_at is not None]
-        if any(not worker.serving for worker in self._running()):
+        waits = [max(0.0, worker.next_start_at - now) for worker in self._due() if worker.next_start_at is not None]
+        if any(not worker.seen_up for worker in self._running()):
             waits.append(START_POLL)
         return min(waits, default=None)
 
     def _notice_serving(self) -> None:
         for worker in self._running():
-            if not worker.serving and self.table.is_up(worker.index):
-                worker.serving = True
-                if worker.starts > 1:
+            if not worker.seen_up and self.table.is_up(worker.index):
+                worker.seen_up = True
+                if worker.processes_started > 1:
                     log.info("worker serving again", worker_index=worker.index, pid=worker.pid)
                 if not self.ever_served:  # worker 0 could start: the others follow
                     self.ever_served = True
                     for other in self.workers[1:]:
-                        other.start_at = self.clock()
-                elif not self.all_served and all(worker.serving for worker in self.workers):
+                        other.next_start_at = self.clock()
+                elif not self.all_served and all(worker.seen_up for worker in self.workers):
                     self.all_served = True
                     log.info("workers serving", workers=len(self.workers), pids=[w.pid for w in self.workers])
 
@@ -237,23 +228,23 @@ class Supervisor:
                 self.stopping_since = now  # one more round for the kills to be reaped
             return
         for worker in self._due():
-            if worker.start_at is not None and worker.start_at <= now:
+            if worker.next_start_at is not None and worker.next_start_at <= now:
                 self._start(worker)
 
     def _start(self, worker: _Worker) -> None:
         try:
             pid = os.fork()
         except OSError as error:  # a process or memory limit: the other workers serve on
-            worker.start_at = self.clock() + (delay := worker.restarts.fork_failed())
+            worker.next_start_at = self.clock() + (delay := worker.restarts.fork_failed())
             self.table.fork_failed(worker.index)
             log.error("cannot start a worker, retrying", worker_index=worker.index, error=str(error), retry_in=delay)
             self._stop_queueing(worker)
             return
         if pid == 0:
             self._become(worker)
-        worker.starts += 1
-        restart = worker.starts > 1
-        worker.pid, worker.serving, worker.start_at = pid, False, None
+        worker.processes_started += 1
+        restart = worker.processes_started > 1
+        worker.pid, worker.seen_up, worker.next_start_at = pid, False, None
         worker.restarts.started(self.clock())
         self.table.worker_started(worker.index, pid, restart)
         if restart:
@@ -316,7 +307,7 @@ class Supervisor:
             if status != 2:  # 2: it said why in its own line
                 log.error("the first worker could not start, stopping", worker_index=worker.index, status=status)
             return
-        delay = worker.restarts.died(self.clock(), worker.serving)
+        delay = worker.restarts.died(self.clock(), worker.seen_up)
         if delay is None:
             log.error(
                 f"worker {worker.index} died before serving {START_ATTEMPTS} times in a row, stopping",
@@ -326,7 +317,7 @@ class Supervisor:
             self.status = 1
             self._stop(None)
             return
-        worker.start_at = self.clock() + delay
+        worker.next_start_at = self.clock() + delay
         log.warning("worker died, restarting it", worker_index=worker.index, status=status, restart_in=delay)
 
     def _stop(self, signal_name: str | None) -> None:
@@ -337,7 +328,7 @@ class Supervisor:
             log.info("stopping", signal=signal_name)
         self.stopping_since = self.clock()
         for worker in self.workers:
-            worker.start_at = None
+            worker.next_start_at = None
             worker.sock.close()  # nothing will serve it again: new connections are refused, not queued
             if worker.pid is not None:
                 os.kill(worker.pid, signal.SIGTERM)

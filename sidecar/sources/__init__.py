@@ -44,3 +44,8 @@ class Source:
 
     async def close(self) -> None:
         """Release what follow() holds."""
+
+    def failed_at_start(self, error: SourceError) -> None:
+        """Its first read failed, and the host serves its last version meanwhile: /healthz says
+        why until the source's own next read says otherwise."""
+        self.problem = str(error)

@@ -66,7 +66,7 @@ def container_state(state: Mapping[str, Any]) -> tuple[str, bool]:
 
 class DockerSource(EngineSource):
     name = "docker"
-    watched: ClassVar[Mapping[str, tuple[str, ...]]] = {"type": ("container",), "event": WATCHED_EVENTS}
+    event_filters: ClassVar[Mapping[str, tuple[str, ...]]] = {"type": ("container",), "event": WATCHED_EVENTS}
 
     def __init__(self, target: str, *, project: str | None = None, **engine: Any) -> None:
         """`project`: the compose project the service must belong to; `engine`: see EngineSource."""

@@ -81,13 +81,13 @@ class EngineSource(Source):
     """A source that reads its version through a Docker Engine and follows the engine's events.
 
     A subclass says what it reads (`_read`), which events concern it (`_concerns_target`, with the
-    `watched` filters for the engine) and, where events do not tell everything, how soon to read
+    `event_filters` for the engine) and, where events do not tell everything, how soon to read
     again without one (`_reread_after`)."""
 
-    setting = "--docker-target"  # the setting that names the thing followed
-    what = "target"  # what a message calls it
-    parts = "containers"  # the log field that lists what a read saw
-    watched: ClassVar[Mapping[str, tuple[str, ...]]] = {}  # the engine's event filters
+    target_setting = "--docker-target"  # the setting that names the thing followed
+    target_noun = "target"  # what a message calls it
+    summary_field = "containers"  # the log field that lists what a read saw
+    event_filters: ClassVar[Mapping[str, tuple[str, ...]]] = {}  # the engine's event filters
 
     def __init__(
         self,
@@ -104,7 +104,7 @@ class EngineSource(Source):
         again; `clock`: what tells the time for the re-read schedule (tests pass a stand-in)."""
         environ = os.environ if environ is None else environ
         self.target = target
-        self.origin = f"{self.setting} {target}"
+        self.origin = f"{self.target_setting} {target}"
         self.labels = (label,) if label else DEFAULT_LABELS
         self.host = host or environ.get("DOCKER_HOST") or DEFAULT_HOST
         # The setting a user would fix when the engine cannot be reached.
@@ -135,10 +135,10 @@ class EngineSource(Source):
                 reading = await self._read_and_report(docker)
         except ENGINE_ERRORS as error:
             raise SourceError(
-                f"{self.host_origin} {self.host}: cannot read the {self.what}: {self._describe(error)}"
+                f"{self.host_origin} {self.host}: cannot read the {self.target_noun}: {self._describe(error)}"
             ) from None
         if reading.version is None and self.fallback is not None:
-            self.log.info(f"serving the fallback version until the {self.what} is ready", version=self.fallback)
+            self.log.info(f"serving the fallback version until the {self.target_noun} is ready", version=self.fallback)
             return self.fallback
         return reading.version
 
@@ -178,7 +178,7 @@ class EngineSource(Source):
             stream = asyncio.create_task(
                 docker.events.run(
                     since=int(time.time()) - EVENT_REPLAY_SECONDS,
-                    filters={key: list(values) for key, values in self.watched.items()},
+                    filters={key: list(values) for key, values in self.event_filters.items()},
                 )
             )
             try:
@@ -234,7 +234,9 @@ class EngineSource(Source):
         """Log what changed since the last read (not every read), and keep /healthz current."""
         last, self._last_reading = self._last_reading, reading
         if last is None or last.summary != reading.summary:
-            self.log.info("target read", target=self.target, version=reading.version, **{self.parts: reading.summary})
+            self.log.info(
+                "target read", target=self.target, version=reading.version, **{self.summary_field: reading.summary}
+            )
         if reading.waiting_for is None:
             if self.problem is not None:
                 self.log.info("target ready", target=self.target, version=reading.version)

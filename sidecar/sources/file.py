@@ -116,7 +116,7 @@ class FileSource(Source):
 
     async def _poll(self, publish: Publish, watch: FileWatch) -> None:
         last_seen: str | None = None
-        failed_before = False
+        last_read_failed = False
         while True:
             with contextlib.suppress(TimeoutError):  # the next poll, or at once on a completed write
                 async with asyncio.timeout(self.poll_interval):
@@ -127,14 +127,16 @@ class FileSource(Source):
             except SourceError as error:
                 # `echo v2 > file` empties the file for a moment: a problem counts only when
                 # the next poll still sees it. Each problem is logged once, not every poll.
-                if failed_before and self.problem != str(error):
+                if last_read_failed and self.problem != str(error):
                     self.problem = str(error)
-                    NOISE.note("source error, keeping the last good version", source=self.name, error=str(error))
-                failed_before = True
+                    NOISE.log_summarised(
+                        "source error, keeping the last good version", source=self.name, error=str(error)
+                    )
+                last_read_failed = True
                 continue
-            failed_before = False
+            last_read_failed = False
             if self.problem is not None:
-                NOISE.note(
+                NOISE.log_summarised(
                     "source recovered", logging.INFO, source=self.name, path=str(self.path)
                 )  # a flapping file: summarised
                 self.problem = None

@@ -120,10 +120,10 @@ def service_version(
 
 class SwarmSource(EngineSource):
     name = "swarm"
-    setting = "--swarm-service"
-    what = "service"
-    parts = "tasks"
-    watched: ClassVar[Mapping[str, tuple[str, ...]]] = {"type": WATCHED_TYPES, "event": WATCHED_EVENTS}
+    target_setting = "--swarm-service"
+    target_noun = "service"
+    summary_field = "tasks"
+    event_filters: ClassVar[Mapping[str, tuple[str, ...]]] = {"type": WATCHED_TYPES, "event": WATCHED_EVENTS}
 
     def _concerns_target(self, event: Mapping[str, Any]) -> bool:
         kind, attributes = event.get("Type"), event.get("Actor", {}).get("Attributes", {})

@@ -1,4 +1,6 @@
-"""What sidecar/aiohttp_internals.py relies on in aiohttp and aiohttp-sse, checked on a real server.
+"""What the fence relies on in aiohttp and aiohttp-sse, checked on a real server: sidecar/stream.py
+(the stream's response, head and framing) and sidecar/connections.py (the connection count), the
+only two files that use their internals (tests/static/test_house_rules.py holds the others to that).
 
 When an upgrade changes one of these, this file fails and says which: then adapt the fence (or,
 where the public API now does the job, drop it), and move the bounds in pyproject.toml.
@@ -10,7 +12,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from sidecar.aiohttp_internals import ConnectionCount, Framed, OpenedStream, open_stream
+from sidecar.connections import ConnectionCount
+from sidecar.stream import Framed, OpenedStream, open_stream
 from tests.waiting import eventually
 
 EVENT = b'event: version\nid: v1\ndata: {"version": "v1"}\n\n'

@@ -64,9 +64,9 @@ async def test_healthz_and_metrics_speak_for_every_worker(aiohttp_client: Any, t
     await app[ANNOUNCER].read_initial()
     client = await aiohttp_client(app)
     other = table.row(1)  # another worker, holding two streams, whose source fails
-    other.serving()
+    other.started_serving()
     other.announced(app[ANNOUNCER].hub.version)  # type: ignore[arg-type]
-    assert other.take_seat() and other.take_seat()
+    assert other.seats.take() and other.seats.take()
     other.report("--docker-host: the engine is unreachable")
     stream = await client.get("/events/version")
 

@@ -1,6 +1,6 @@
-"""What README and docs/ claim that can be checked against the repository: the code map
-(docs/building.md), the test tiers (docs/tests.md), the commands of README's first lines, one name
-for the label's build arg, the numbers docs/performance.md quotes."""
+"""What README and docs/ claim that can be checked against the repository: the code map and the
+parts (docs/building.md), the test tiers (docs/tests.md), the commands of README's first lines,
+one name for the label's build arg, the numbers docs/performance.md quotes."""
 
 import fnmatch
 import re
@@ -33,6 +33,13 @@ def test_the_code_map_has_a_line_for_every_top_level_entry() -> None:
     named |= set(re.findall(r"`([^`\s]+)`: ", code_map))
     assert entries - named == set(), "top-level entries missing from the code map in docs/building.md"
     assert named - entries == set(), "the code map in docs/building.md names what is not in the repository"
+
+
+def test_the_parts_name_every_file_of_the_server() -> None:
+    files = {path.relative_to(REPO).as_posix() for path in (REPO / "sidecar").rglob("*.py")}
+    named = set(re.findall(r"^- `(sidecar/[^`]+)`:", section(read("docs/building.md"), "The parts"), re.M))
+    assert files - named == set(), "files of sidecar/ missing from 'The parts' in docs/building.md"
+    assert named - files == set(), "'The parts' in docs/building.md names files that are not in sidecar/"
 
 
 def test_the_tests_section_describes_every_tier() -> None:

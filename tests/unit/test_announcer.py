@@ -9,8 +9,10 @@ from structlog.testing import capture_logs
 from sidecar import announcer as announcer_module
 from sidecar.announcer import Announcer
 from sidecar.client import DropRules
+from sidecar.host import HostTable
 from sidecar.hub import Hub
 from sidecar.sources import Publish, Source, SourceError
+from sidecar.version import check_version
 from tests.waiting import eventually
 
 
@@ -185,3 +187,26 @@ async def test_stop_ends_the_following_and_closes_the_source() -> None:
     follow_task = next(task for task in asyncio.all_tasks() if task.get_name() == "follow scripted")
     await announcer.stop()
     assert follow_task.cancelled() and closed == [True]
+
+
+class FailsAtStart(ScriptedSource):
+    async def read_initial(self) -> str | None:
+        raise SourceError("--scripted: cannot read it")
+
+
+async def test_a_worker_whose_source_fails_at_start_serves_the_hosts_version_degraded() -> None:
+    table = HostTable(2, max_clients=10)
+    table.row(0).announced(check_version("v1"))  # the worker that served before
+    hub = Hub(heartbeat=3600, retry=0, retry_jitter=0, max_clients=10, drop_rules=DropRules(100, 5), row=table.row(1))
+    announcer = Announcer(FailsAtStart(None, []), hub)
+    with capture_logs() as logs:
+        assert await announcer.first_version() == "v1"
+    assert (hub.version, announcer.problem) == ("v1", "--scripted: cannot read it")
+    assert [entry["event"] for entry in logs] == ["source error, keeping the last good version", "version changed"]
+
+
+async def test_a_source_that_fails_at_the_hosts_first_start_stops_it() -> None:
+    announcer = Announcer(FailsAtStart(None, []), hub := make_hub())
+    with pytest.raises(SourceError, match="cannot read it"):
+        await announcer.first_version()
+    assert hub.version is None

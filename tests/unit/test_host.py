@@ -18,12 +18,11 @@ def test_seats_never_overshoot_the_cap_when_processes_take_them_at_once() -> Non
             try:
                 for _ in range(ROUNDS):
                     held = 0
-                    while row.take_seat():
+                    while row.seats.take():
                         held += 1
-                        with table.locked():  # unlocked, a give and a take elsewhere can tear the sum
-                            overshoot = overshoot or table.clients() > CAP
+                        overshoot = overshoot or table.read().total("clients") > CAP  # read under the lock
                     for _ in range(held):
-                        row.give_seat()
+                        row.seats.give()
             finally:
                 os._exit(1 if overshoot else 0)
         children.append(pid)
@@ -38,17 +37,17 @@ def test_a_dead_workers_row_keeps_its_counters_and_loses_its_clients() -> None:
     table = HostTable(2, max_clients=10)
     row = table.row(1)
     table.worker_started(1, 4242, restart=False)
-    row.serving()
+    row.started_serving()
     row.report("the file is gone")
     for _ in range(3):
-        assert row.take_seat()
+        assert row.seats.take()
     row.joined(events=1)
     table.worker_died(1)
     table.worker_started(1, 4343, restart=True)
     worker = table.read().workers[1]
     assert (worker.clients, worker.up, worker.problem, worker.source_up) == (0, False, None, False)
     assert (worker.connected, worker.events_sent, worker.restarts, worker.pid) == (1, 1, 1, 4343)
-    assert table.row(0).take_seat()  # the dead worker's seats are free again
+    assert table.row(0).seats.take()  # the dead worker's seats are free again
 
 
 def test_a_version_change_is_counted_once_however_many_workers_announce_it() -> None:

@@ -9,9 +9,9 @@ import pytest
 from aiohttp.http_writer import StreamWriter
 from structlog.testing import capture_logs
 
-from sidecar.aiohttp_internals import OpenedStream, VersionStream
 from sidecar.client import Client, DropRules
 from sidecar.hub import Hub
+from sidecar.stream import OpenedStream, VersionStream
 from sidecar.version import check_version
 from tests.waiting import eventually
 
@@ -193,6 +193,14 @@ async def test_the_heartbeat_serves_one_slice_of_the_clients_per_tick() -> None:
     slot = {name: index % 2 for index, name in enumerate(names)}  # given in turn as they joined
     assert len({slot[name] for name, _ in log[:3]}) == 1  # the first three writes: one slice
     assert sorted(name for name, _ in log[:6]) == names  # then the other slice: everyone once
+
+
+async def test_a_client_that_leaves_is_out_of_the_heartbeat_too() -> None:
+    hub, log = make_hub(heartbeat=2), WriteLog()
+    hub.publish(check_version("v1"))
+    (_, kept), (_, gone) = await join(hub, "kept", log), await join(hub, "gone", log)
+    hub.leave(gone, "client went away")
+    assert [hub.heartbeat_slices.due(turn) for turn in range(2)] == [[kept], []]
 
 
 async def test_the_heartbeat_ticks_once_per_slice_and_serves_the_slices_in_the_order_they_were_given(

@@ -85,8 +85,8 @@ def test_a_fork_that_fails_while_replacing_a_worker_is_logged_counted_and_retrie
     with capture_logs() as logs:
         for _ in range(2 * START_ATTEMPTS):
             supervisor._start(worker)  # raised out of the supervisor: the whole host exited 1
-            assert worker.start_at is not None and worker.pid is None
-            clock.now = worker.start_at
+            assert worker.next_start_at is not None and worker.pid is None
+            clock.now = worker.next_start_at
     assert supervisor.status == 0 and supervisor.stopping_since is None
     assert supervisor.table.read().workers[1].fork_failures == 2 * START_ATTEMPTS
     failed = [entry for entry in logs if entry["event"] == "cannot start a worker, retrying"]
@@ -98,10 +98,10 @@ def test_a_worker_that_served_between_two_looks_and_died_is_not_a_failed_start(s
     worker = supervisor.workers[1]
     supervisor.ever_served = True
     worker.pid = 4242
-    supervisor.table.row(1).serving()  # it served, but the supervisor has not looked since
+    supervisor.table.row(1).started_serving()  # it served, but the supervisor has not looked since
     supervisor._died(worker, 1)
     assert worker.restarts.failed_starts == 0
-    assert worker.start_at == supervisor.clock() + RESTART_FIRST
+    assert worker.next_start_at == supervisor.clock() + RESTART_FIRST
 
 
 def test_stopping_closes_every_listening_socket_the_supervisor_holds(supervisor: Supervisor) -> None:

@@ -1,8 +1,9 @@
-"""Every place the sidecar leans on aiohttp's or aiohttp-sse's internals, and why.
+"""A version stream on the wire: its response, its head, and each event framed once for all.
 
 The public APIs give a stream a task and a timer per connection and re-frame each event per
-client; at 19,000 streams that is most of the memory and fan-out time (bench/RESULTS.md). So,
-narrowly, and only here:
+client, which at the sizes we serve is most of the memory and fan-out time (bench/RESULTS.md).
+So, narrowly, and only here (with connections.py, the one other place that leans on aiohttp's
+internals):
 - aiohttp-sse's EventSourceResponse gives the stream its headers and Last-Event-ID, but its
   prepare() would start a ping task per connection (our hub has one shared heartbeat): we run
   aiohttp's own StreamResponse.prepare instead, and hold the head back until the first write
@@ -11,10 +12,7 @@ narrowly, and only here:
   chunked framing included, byte for byte what StreamWriter.write sends) and written straight
   to every transport.
 - aiohttp arms a keep-alive timer per connection, which a stream never needs.
-- The connection ceiling (server.py) counts aiohttp's open connections at every accept (its
-  public `connections` builds a list each time, so the count is read from the dict behind it),
-  and at the ceiling closes the oldest connection with no request in progress.
-tests/unit/test_aiohttp_internals.py fails when an upgrade changes any of this; pyproject.toml
+tests/http/test_aiohttp_internals.py fails when an upgrade changes any of this; pyproject.toml
 bounds aiohttp and aiohttp-sse to the releases it has passed on.
 """
 
@@ -69,27 +67,3 @@ async def open_stream(request: web.Request) -> OpenedStream:
     request.protocol.keep_alive(True)  # cancels the connection's keep-alive timer
     assert request.transport is not None
     return OpenedStream(response, writer, request.transport, writer.chunked)
-
-
-class ConnectionCount:
-    """How many connections a server holds open, counting one it has just closed as gone at once
-    (aiohttp forgets a connection only once its handler task has finished, an iteration later)."""
-
-    def __init__(self, server: web.Server) -> None:
-        self._server = server
-        self._closing: set[object] = set()  # closed by close_oldest_idle, not yet forgotten
-
-    def __len__(self) -> int:
-        open_now = self._server._connections  # its public `connections` copies them into a list
-        self._closing.intersection_update(open_now)
-        return len(open_now) - len(self._closing)
-
-    def close_oldest_idle(self) -> bool:
-        """Close the longest-open connection that has no request in progress (a stream always
-        has one); False if there is none."""
-        for handler, transport in self._server._connections.items():  # in the order they opened
-            if not handler._request_in_progress and handler not in self._closing:
-                transport.abort()
-                self._closing.add(handler)
-                return True
-        return False
