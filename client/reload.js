@@ -1,9 +1,9 @@
 // version-sidecar client: offers a reload when a new version of the app is deployed.
-// Usage, data-* attributes, events: README, "Using it from a page".
+// Usage, data-* attributes, events: docs/client.md.
 (function () {
   "use strict";
   if (window.versionSidecar) return; // the script was included twice
-  // Below the support floor (README): nothing, never an error.
+  // Below the support floor (docs/client.md, Browsers): nothing, never an error.
   if (!window.EventSource || !window.URL || !window.CustomEvent || !document.documentElement.attachShadow) return;
 
   var script = document.currentScript || {};
