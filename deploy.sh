@@ -25,7 +25,10 @@ Options:
   -h, --help          show this help
 
 Environment: DOCKER (docker client), COMPOSE_PROJECT_NAME, HTTP_ADDRESS and HTTP_PORT (where
-nginx listens, default 127.0.0.1:8000), DOCKER_HOST, and the build settings of build.sh --help.
+nginx listens, default 127.0.0.1:8000), DOCKER_HOST, NGINX_IMAGE (default nginx:1.27),
+HAPROXY_IMAGE (the Docker socket filter's haproxy, default haproxy:2.6), DOCKER_SOCKET and
+DOCKER_SOCKET_GID (the engine's socket the filter mounts, and its group: from DOCKER_HOST and
+stat), and the build settings of build.sh --help.
 USAGE
 }
 
@@ -99,7 +102,8 @@ COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-$default_project}"
 SIDECAR_DOCKER_PROJECT="$COMPOSE_PROJECT_NAME"
 export COMPOSE_PROJECT_NAME SIDECAR_DOCKER_PROJECT
 
-# The engine's socket, mounted read-only into the sidecar, and its group for the sidecar's user.
+# The engine's socket, which only the socket filter mounts (read-only), and its group for the
+# filter's user. The sidecar reaches the engine through the filter, never the socket.
 DOCKER_SOCKET=/var/run/docker.sock
 if [[ "${DOCKER_HOST:-}" == unix://* ]]; then
     DOCKER_SOCKET="${DOCKER_HOST#unix://}"

@@ -2,6 +2,7 @@
 taken from git (with -dirty), and a dry run that prints what it would do."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,6 +45,15 @@ def test_help_says_how_to_use_it(project: Path) -> None:
     assert done.returncode == 0
     for words in ["Usage: ./deploy.sh", "--version VERSION", "--dry-run", "git rev-parse --short HEAD", "-dirty"]:
         assert words in done.stdout
+
+
+def test_help_names_every_variable_the_compose_file_reads(project: Path) -> None:
+    """Each ${VARIABLE} of docker-compose.yml is named by deploy.sh --help or build.sh --help
+    (but the two versions, which deploy.sh sets from git or --version)."""
+    read = set(re.findall(r"\$\{(\w+)", (REPO / "docker-compose.yml").read_text(encoding="utf-8")))
+    helps = run(project, "--help").stdout + build(project, "--help").stdout
+    assert {"HAPROXY_IMAGE", "DOCKER_SOCKET", "DOCKER_SOCKET_GID"} <= read
+    assert {name for name in read - {"APP_VERSION", "SIDECAR_VERSION"} if name not in helps} == set()
 
 
 def test_an_unknown_argument_is_refused(project: Path) -> None:

@@ -32,7 +32,10 @@ def test_the_nginx_lines_are_the_example_servers() -> None:
 def test_the_compose_service_is_the_compose_files() -> None:
     [block] = adoption_blocks("yaml")
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
-    assert yaml.safe_load(block)["services"]["sidecar"] == compose["services"]["sidecar"]
+    shown = yaml.safe_load(block)
+    assert shown["services"]["sidecar"] == compose["services"]["sidecar"]
+    assert shown["services"]["docker-socket-filter"] == compose["services"]["docker-socket-filter"]
+    assert shown["networks"]["docker-api"] == compose["networks"]["docker-api"]
 
 
 def test_the_label_lines_are_the_example_apps() -> None:
