@@ -2,6 +2,7 @@
 are stood in for by SSE clients on /events/version, and app deploys are made with the docker client."""
 
 import itertools
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,11 +11,14 @@ from typing import Any
 
 import pytest
 
+from sidecar.sources.engine import NOTES_LABEL, REQUIRED_LABEL
 from tests.conftest import StartSidecar
 from tests.docker.engine import Engine, PrivateEngine
 from tests.docker.socket_filter import logged_requests, running_socket_filter, unix_socket_of
+from tests.docker.stalling_relay import stalling_relay
 from tests.docker.version_listener import VersionListener
 from tests.sidecar_process import SidecarProcess, logged
+from tests.sse_client import BlockingStream
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.docker
@@ -230,6 +234,23 @@ def test_an_invalid_label_is_rejected_and_the_last_good_version_kept(
     assert label not in app.sidecar.logs(), "the bad label is logged shortened, never in full"
 
 
+def test_release_notes_labels_reach_the_tabs_and_a_bad_one_is_dropped(engine: Engine, follow_app: FollowApp) -> None:
+    app = follow_app(engine)
+    stream = BlockingStream(app.sidecar.port)
+    notes = "https://example.com/releases/2.0.0"
+    labels = {NOTES_LABEL: notes, REQUIRED_LABEL: "true"}
+    app.deploy(engine.build_app_image(f"{app.name}:notes", "2.0.0", labels))
+    stream.wait_for_version("2.0.0")
+    assert json.loads(stream.parser.events[-1].data) == {"version": "2.0.0", "notes": notes, "required": True}
+
+    app.deploy(engine.build_app_image(f"{app.name}:bad-notes", "3.0.0", {NOTES_LABEL: "javascript:alert(1)"}))
+    stream.wait_for_version("3.0.0")
+    assert stream.parser.events[-1].data == '{"version": "3.0.0"}'
+    dropped = logged(app.sidecar, "release info dropped")
+    assert len(dropped) == 1 and "must be an absolute http:// or https:// URL" in str(dropped[0]["reason"]), dropped
+    stream.close()
+
+
 def test_the_sidecar_rides_out_an_engine_restart(private_engine: PrivateEngine, follow_app: FollowApp) -> None:
     app = follow_app(private_engine, restart="always")
     sidecar = app.sidecar
@@ -298,6 +319,37 @@ def test_the_docker_source_follows_its_target_through_the_socket_filter(
         ("GET", "/v1.41/containers/json"),
         ("GET", "/v1.41/images/{name}/json"),
     }
+
+
+def test_an_engine_gone_silent_without_closing_is_noticed_and_a_deploy_meanwhile_announced(
+    engine: Engine, follow_app: FollowApp
+) -> None:
+    """Through a relay that stops passing bytes but closes nothing (a firewall dropping packets, a
+    hung proxy): --docker-timeout 2, so the sidecar must say so within 2 + 2 s."""
+    if not engine.host.startswith("unix://"):
+        raise AssertionError(f"this test relays a unix socket; DOCKER_HOST is {engine.host}")
+    with stalling_relay(engine.host.removeprefix("unix://")) as relay:
+        app = follow_app(engine, env={"DOCKER_HOST": relay.url, "SIDECAR_DOCKER_TIMEOUT": "2"})
+        sidecar = app.sidecar
+        assert sidecar.health()["status"] == "ok"
+
+        relay.stall()
+        app.deploy(app.image("2.0.0"))  # made while the engine cannot be heard
+        wait_until(
+            lambda: sidecar.health()["status"] == "degraded",
+            "the silent engine noticed",
+            timeout=30,
+            details=sidecar.logs,
+        )
+        health = sidecar.health()
+        assert health["version"] == "1.0.0"
+        assert f"Docker Engine at {relay.url}: no answer within 2 s" == health["problem"]
+
+        relay.resume()
+        app.browser.wait_for("2.0.0")
+        wait_until(lambda: sidecar.health()["status"] == "ok", "healthy again", timeout=30, details=sidecar.logs)
+        assert app.browser.changes() == ["1.0.0", "2.0.0"]
+        assert logged(sidecar, "docker engine reachable again")
 
 
 def test_an_unreachable_engine_at_start_stops_the_sidecar_with_one_line(

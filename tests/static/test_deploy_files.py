@@ -83,7 +83,7 @@ def test_only_the_socket_filter_holds_the_docker_socket_on_a_network_of_its_own_
     holders = [name for name, service in services.items() if "docker.sock" in str(service.get("volumes"))]
     assert holders == ["docker-socket-filter"]
     socket_filter = services["docker-socket-filter"]
-    assert socket_filter["image"] == "haproxy:2.6"
+    assert socket_filter["image"] == "haproxy:2.8"  # the same image as compose.haproxy.yml's front
     assert socket_filter["command"] == ["haproxy", "-db", "-f", "/usr/local/etc/haproxy/docker-socket-filter.cfg"]
     assert socket_filter["environment"] == {"DOCKER_SOCKET": "/var/run/docker.sock", "FILTER_PORT": "2375"}
     assert str(REPO / "haproxy/docker-socket-filter.cfg") in str(socket_filter["volumes"])
