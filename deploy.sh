@@ -38,10 +38,13 @@ Environment (every variable it reads; build.sh's follow):
                       search, docker-compose.yml or compose.yaml)
   COMPOSE_PROJECT_NAME  the compose project (default: this folder's name, as compose makes it)
   DOCKER_HOST         the engine (default: the docker client's own)
-  DOCKER_SOCKET       the engine's socket, mounted into the sidecar (default: DOCKER_HOST's
-                      unix:// path, else /var/run/docker.sock)
-  DOCKER_SOCKET_GID   the socket's group, added to the sidecar's user (default: read from
-                      the socket)
+  DOCKER_SOCKET       the engine's socket, mounted into the socket filter only (default:
+                      DOCKER_HOST's unix:// path, else /var/run/docker.sock)
+  DOCKER_SOCKET_GID   the socket's group, given to the socket filter's user (default: read
+                      from the socket)
+  HAPROXY_IMAGE       haproxy's image for the socket filter (and compose.haproxy.yml's front),
+                      for the compose file (default: haproxy:2.8)
+  NGINX_IMAGE         nginx's image, for the compose file (default: nginx:1.27)
   HTTP_ADDRESS, HTTP_PORT  where nginx listens, for the compose file and the last line
                       (default 127.0.0.1:8000)
   DOCKER              docker client to use (default: docker)
@@ -127,7 +130,8 @@ COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-$default_project}"
 SIDECAR_DOCKER_PROJECT="$COMPOSE_PROJECT_NAME"
 export COMPOSE_PROJECT_NAME SIDECAR_DOCKER_PROJECT
 
-# The engine's socket, mounted read-only into the sidecar, and its group for the sidecar's user.
+# The engine's socket, which only the socket filter mounts (read-only), and its group for the
+# filter's user. The sidecar reaches the engine through the filter, never the socket.
 if [[ -z "${DOCKER_SOCKET:-}" ]]; then
     DOCKER_SOCKET=/var/run/docker.sock
     if [[ "${DOCKER_HOST:-}" == unix://* ]]; then

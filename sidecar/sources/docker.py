@@ -3,6 +3,7 @@
 across app deploys. A version is announced only when every running, ready container of the
 target carries it."""
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -17,6 +18,11 @@ PROJECT_LABEL = "com.docker.compose.project"
 # Container events after which the target is read again; health_status also matches
 # "health_status: healthy" (the engine matches this one by prefix).
 WATCHED_EVENTS = ("start", "die", "destroy", "health_status")
+# The container list's Status text ends with the health, where there is a healthcheck: "Up 2 minutes
+# (healthy)", "Up 3 seconds (health: starting)", "Up 1 second (unhealthy)".
+HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)$")
+# What a read takes from each entry of the container list.
+SUMMARY_KEYS = ("Id", "Names", "State", "Status", "Health", "ImageID")
 
 
 @dataclass(frozen=True)
@@ -49,18 +55,17 @@ def agree(target: str, replicas: Iterable[Replica]) -> Reading:
     return Reading(None, waiting_for, summary)
 
 
-def container_state(state: Mapping[str, Any]) -> tuple[str, bool]:
-    """(state name, ready): running, and healthy where the container has a healthcheck."""
-    if state.get("Paused"):
-        return "paused", False
-    if state.get("Restarting"):
-        return "restarting", False
-    if not state.get("Running"):
-        return str(state.get("Status", "stopped")), False
-    health = state.get("Health")
-    if health:
-        status = str(health.get("Status", "starting"))
-        return status, status == "healthy"
+def container_state(summary: Mapping[str, Any]) -> tuple[str, bool]:
+    """(state name, ready) from the container's entry in the engine's container list: running, and
+    healthy where it has a healthcheck."""
+    state = str(summary.get("State") or "unknown")  # created, running, paused, restarting, exited, ...
+    if state != "running":
+        return state, False
+    health = (summary.get("Health") or {}).get("Status")  # engines with API 1.52 and later
+    if not health and (found := HEALTH_IN_STATUS.search(str(summary.get("Status") or ""))):
+        health = found.group(1).removeprefix("health: ")
+    if health and health != "none":
+        return str(health), health == "healthy"
     return "running", True
 
 
@@ -82,31 +87,39 @@ class DockerSource(EngineSource):
         )
 
     async def _read(self, docker: aiodocker.Docker) -> Reading:
+        # The container list has all a read needs (state, health, image id), so the sidecar never
+        # inspects a container: that would show the container's environment, maybe its secrets.
         replicas = []
         labels_seen: dict[str, Mapping[str, str]] = {}
-        for container_id in await self._find(docker):
-            try:
-                info = await docker.containers.get(container_id)
-                state, ready = container_state(info["State"])
-                image = info["Image"]
-                if image not in labels_seen:
+        for summary in await self._find(docker):
+            state, ready = container_state(summary)
+            image = summary["ImageID"]
+            if image not in labels_seen:
+                try:
                     labels_seen[image] = self._image_labels.get(image) or await image_labels(docker, image)
-            except DockerError as error:
-                if error.status == 404:
-                    continue  # removed since it was listed: not part of the target any more
-                raise
+                except DockerError as error:
+                    if error.status == 404:
+                        continue  # removed since it was listed: not part of the target any more
+                    raise
             version, label_problem = version_from_labels(labels_seen[image], self.labels)
-            replicas.append(Replica(info["Name"].lstrip("/"), state, ready, version, label_problem))
+            replicas.append(Replica(_name(summary["Names"]), state, ready, version, label_problem))
         self._image_labels = labels_seen
         return agree(self.target, replicas)
 
-    async def _find(self, docker: aiodocker.Docker) -> list[str]:
-        """The ids of the running containers named as the target or of its compose service."""
+    async def _find(self, docker: aiodocker.Docker) -> list[Mapping[str, Any]]:
+        """The running containers named as the target or of its compose service, as listed."""
         service_filter = [f"{SERVICE_LABEL}={self.target}"]
         if self.project is not None:
             service_filter.append(f"{PROJECT_LABEL}={self.project}")
         by_name = await docker.containers.list(filters={"name": [self.target]})
         by_service = await docker.containers.list(filters={"label": service_filter})
         # The name filter matches parts of names too: keep exact matches only.
-        named = [c.id for c in by_name if f"/{self.target}" in c["Names"]]
-        return list(dict.fromkeys(named + [c.id for c in by_service]))
+        named = [c for c in by_name if f"/{self.target}" in c["Names"]]
+        found = {c.id: {key: c[key] for key in SUMMARY_KEYS if key in c} for c in named + by_service}
+        return list(found.values())
+
+
+def _name(names: list[str]) -> str:
+    """The container's own name among those listed (links add "/other/alias" names)."""
+    own = [name for name in names if name.count("/") == 1]
+    return (own or names)[0].lstrip("/")

@@ -43,6 +43,7 @@ RETRY_FIRST, RETRY_LAST = 0.5, 10.0
 # What talking to an engine can raise: API errors (aiodocker wraps refused connections as status
 # 900), connection errors aiodocker lets through, socket errors and request timeouts.
 ENGINE_ERRORS = (DockerError, aiohttp.ClientError, OSError, TimeoutError)
+DESCRIBED_AT_MOST = 300  # characters of an error's text in a log line or /healthz
 
 
 @dataclass(frozen=True)
@@ -257,4 +258,6 @@ async def _why_ended(stream: "asyncio.Task[None]") -> str:
 
 
 def describe(error: BaseException) -> str:
-    return str(error) or type(error).__name__
+    """The error on one short line, however long its text (a proxy may answer with a whole page)."""
+    text = " ".join((str(error) or type(error).__name__).split())
+    return text if len(text) <= DESCRIBED_AT_MOST else text[: DESCRIBED_AT_MOST - 3] + "..."

@@ -3,8 +3,7 @@ are stood in for by SSE clients on /events/version, and app deploys are made wit
 
 import itertools
 import json
-import urllib.error
-import urllib.request
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from sidecar.sources.engine import NOTES_LABEL, REQUIRED_LABEL
 from tests.conftest import StartSidecar
 from tests.docker.engine import Engine, PrivateEngine
-from tests.docker.socket_proxy import running_socket_proxy
+from tests.docker.socket_filter import logged_requests, running_socket_filter, unix_socket_of
 from tests.docker.stalling_relay import stalling_relay
 from tests.docker.version_listener import VersionListener
 from tests.sidecar_process import SidecarProcess, logged
@@ -27,6 +26,8 @@ pytestmark = pytest.mark.docker
 Name = Callable[[str], str]
 Listen = Callable[[str], VersionListener]
 
+# An image's name or id in a request path, for the request's shape.
+SHAPE = re.compile(r"(?<=/images/)[^/]+(?=/json$)")
 SERVICE_LABEL = "com.docker.compose.service"
 PROJECT_LABEL = "com.docker.compose.project"
 
@@ -288,22 +289,36 @@ def test_the_sidecar_rides_out_an_engine_restart(private_engine: PrivateEngine, 
     assert sidecar.process.poll() is None
 
 
-def test_a_read_only_socket_proxy_is_enough(engine: Engine, follow_app: FollowApp, tmp_path: Path) -> None:
-    if not engine.host.startswith("unix://"):
-        raise AssertionError(f"this test proxies a unix socket; DOCKER_HOST is {engine.host}")
-    proxy_log = tmp_path / "proxy.log"
-    with running_socket_proxy(engine.host.removeprefix("unix://"), proxy_log) as proxy_url:
-        for method, path in [("POST", "/containers/create"), ("GET", "/info"), ("DELETE", "/images/x")]:
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(urllib.request.Request(f"{proxy_url}{path}", method=method), timeout=5)
-            assert refused.value.code == 403
+def test_the_docker_source_follows_its_target_through_the_socket_filter(
+    engine: Engine, follow_app: FollowApp, tmp_path: Path
+) -> None:
+    """As deployed by default: the shipped haproxy filter between the sidecar and the engine; a
+    deploy whose container has a healthcheck is announced once it is healthy, not before."""
+    filter_log = tmp_path / "filter.log"
+    with running_socket_filter(unix_socket_of(engine.host), filter_log) as filter_url:
+        app = follow_app(engine, env={"DOCKER_HOST": filter_url.replace("http://", "tcp://")})
+        app.deploy(app.image("2.0.0"), healthcheck="test -f /ready")
+        wait_until(
+            waits_for(app.sidecar, f"{app.name} is unhealthy"),
+            "the sidecar waiting for the new container to be healthy",
+            timeout=30,
+            details=app.sidecar.logs,
+        )
+        assert app.browser.changes() == ["1.0.0"]
 
-        app = follow_app(engine, env={"DOCKER_HOST": proxy_url.replace("http://", "tcp://")})
-        app.deploy(app.image("2.0.0"))
+        engine.docker("exec", app.name, "/bin/busybox", "touch", "/ready")
+
         app.browser.wait_for("2.0.0")
+        assert app.browser.changes() == ["1.0.0", "2.0.0"]
         assert app.sidecar.health()["status"] == "ok"
-    refusals = [line for line in proxy_log.read_text().splitlines() if line.startswith("refused")]
-    assert refusals == ["refused POST /containers/create", "refused GET /info", "refused DELETE /images/x"]
+    made = logged_requests(filter_log)
+    assert [request for request in made if request[0] != 200] == [], "the filter refused nothing"
+    assert {(method, SHAPE.sub("{name}", path)) for _, method, path in made} == {
+        ("GET", "/version"),
+        ("GET", "/v1.41/events"),
+        ("GET", "/v1.41/containers/json"),
+        ("GET", "/v1.41/images/{name}/json"),
+    }
 
 
 def test_an_engine_gone_silent_without_closing_is_noticed_and_a_deploy_meanwhile_announced(

@@ -1,5 +1,5 @@
 """The local base image of the e2e tier: no registry can be reached, so a minimal Debian with
-Python and nginx is made with debootstrap, cached as a tarball between runs, and imported."""
+Python, nginx and haproxy is made with debootstrap, cached as a tarball between runs, and imported."""
 
 import os
 import shutil
@@ -8,9 +8,11 @@ from pathlib import Path
 
 CACHE = Path(os.environ.get("VERSION_SIDECAR_CACHE", "/var/cache/version-sidecar"))
 SUITE = "bookworm"
-PACKAGES = ["python3", "python3-venv", "nginx"]  # python for the sidecar and the app, nginx in front
+# python for the sidecar and the app, nginx in front, haproxy for the Docker socket filter
+PACKAGES = ["python3", "python3-venv", "nginx", "haproxy"]
 TARBALL = CACHE / f"debian-{SUITE}-{'-'.join(PACKAGES)}.tar"
-IMAGE = f"version-sidecar-e2e/debian:{SUITE}"
+# Named by its packages: an engine holding an older base image makes this one too.
+IMAGE = f"version-sidecar-e2e/debian:{SUITE}-{'-'.join(PACKAGES)}"
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 

@@ -20,5 +20,5 @@ def docker_host() -> str:
 
 @pytest.fixture(scope="session")
 def base_image(docker_host: str) -> str:
-    """A Debian bookworm image with python3, python3-venv and nginx, made locally (cached)."""
+    """A Debian bookworm image with python3, python3-venv, nginx and haproxy, made locally (cached)."""
     return ensure_base_image([DOCKER_CLI, "--host", docker_host])

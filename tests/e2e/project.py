@@ -14,7 +14,7 @@ from tests.sidecar_process import REPO
 # What a project using the sidecar holds: the example app, the sidecar, the deploy files.
 PROJECT_FILES = [
     "Dockerfile", ".dockerignore", "pyproject.toml", "LICENSE", "README.md", "sidecar", "client",
-    "nginx", "examples", "docker-compose.yml", "deploy.sh", "build.sh",
+    "nginx", "haproxy", "examples", "docker-compose.yml", "deploy.sh", "build.sh",
 ]  # fmt: skip
 
 

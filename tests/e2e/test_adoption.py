@@ -79,8 +79,11 @@ def with_script_tag(page: str, snippet: str) -> str:
 def with_services(compose_file: str, snippet: str) -> str:
     """The compose file with README's services added, and its keys added to a service it has."""
     config: dict[str, Any] = yaml.safe_load(compose_file)
-    for name, service in yaml.safe_load(snippet)["services"].items():
+    added = yaml.safe_load(snippet)
+    for name, service in added["services"].items():
         config["services"].setdefault(name, {}).update(service)
+    for name, network in added.get("networks", {}).items():
+        config.setdefault("networks", {})[name] = network
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -99,8 +102,8 @@ def offline_settings(base_image: str) -> dict[str, str]:
     lines = block(section(read("docs/deploying.md"), "Without a registry"), "sh", "export ").splitlines()
     settings = dict(re.findall(r"^export (\w+)=(\S+)", "\n".join(lines), re.MULTILINE))
     assert len(settings) == len(lines), lines
-    assert {"BASE_IMAGE", "NGINX_IMAGE", "PIP_NO_INDEX"} <= set(settings), settings
-    return settings | {"BASE_IMAGE": base_image, "NGINX_IMAGE": base_image}
+    assert {"BASE_IMAGE", "NGINX_IMAGE", "HAPROXY_IMAGE", "PIP_NO_INDEX"} <= set(settings), settings
+    return settings | {"BASE_IMAGE": base_image, "NGINX_IMAGE": base_image, "HAPROXY_IMAGE": base_image}
 
 
 def make_wheelhouse(project: Path, env: dict[str, str]) -> None:

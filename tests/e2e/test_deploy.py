@@ -57,6 +57,7 @@ def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[t
         DOCKER_HOST=docker_host,
         BASE_IMAGE=base_image,  # the Dockerfiles' slim Python stands in for this local Debian
         NGINX_IMAGE=base_image,
+        HAPROXY_IMAGE=base_image,  # Debian's haproxy runs the socket filter in place of the official image
         BUILD_NETWORK="none",
         DOCKER_BUILDKIT="1",  # the classic builder copies the whole image per step on vfs: minutes
         PIP_NO_INDEX="1",
@@ -80,11 +81,50 @@ def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[t
                 subprocess.run([DOCKER, "rmi", *tags], env=env, capture_output=True)
 
 
+def inspect(env: dict[str, str], container: str) -> dict[str, Any]:
+    """docker inspect of the container."""
+    done = subprocess.run([DOCKER, "inspect", container], env=env, capture_output=True, text=True, check=True)
+    found: dict[str, Any] = json.loads(done.stdout)[0]
+    return found
+
+
 def container_config(env: dict[str, str], container: str) -> dict[str, Any]:
     """The container's Config (image labels, user, healthcheck), from docker inspect."""
-    done = subprocess.run([DOCKER, "inspect", container], env=env, capture_output=True, text=True, check=True)
-    config: dict[str, Any] = json.loads(done.stdout)[0]["Config"]
+    config: dict[str, Any] = inspect(env, container)["Config"]
     return config
+
+
+def asked_from_the_sidecar(env: dict[str, str], container: str, method: str, path: str) -> str:
+    """What the socket filter answers the sidecar's container to `method` `path`: "STATUS BODY"."""
+    ask = (
+        "import sys, urllib.request, urllib.error\n"
+        "request = urllib.request.Request('http://docker-socket-filter:2375' + sys.argv[2], method=sys.argv[1])\n"
+        "try:\n    reply = urllib.request.urlopen(request, timeout=10)\n"
+        "except urllib.error.HTTPError as error:\n    reply = error\n"
+        "print(reply.status, reply.read().decode())\n"
+    )
+    command = [DOCKER, "exec", container, "python3", "-c", ask, method, path]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def assert_locked_down(env: dict[str, str], sidecar: str) -> None:
+    """The sidecar's container: no socket, nothing writable, no capability, no privilege to gain;
+    the engine only through the socket filter, which refuses what an intruder would try."""
+    found = inspect(env, sidecar)
+    host = found["HostConfig"]
+    assert found["Mounts"] == [], "no Docker socket, no volume"
+    assert (host["ReadonlyRootfs"], host["CapDrop"], host["SecurityOpt"]) == (
+        True,
+        ["ALL"],
+        ["no-new-privileges:true"],
+    )
+    assert not host.get("Tmpfs") and not host["Privileged"]
+    assert found["State"]["Health"]["Status"] == "healthy"
+    write = subprocess.run([DOCKER, "exec", sidecar, "touch", "/tmp/x"], env=env, capture_output=True, text=True)
+    assert "Read-only file system" in write.stderr
+    assert asked_from_the_sidecar(env, sidecar, "GET", "/version").startswith("200 ")
+    refused = asked_from_the_sidecar(env, sidecar, "POST", "/v1.41/containers/create")
+    assert refused.startswith("403 ") and "refused by the docker socket filter" in refused
 
 
 def test_each_deploy_reaches_the_open_tab_and_a_broken_one_fails(
@@ -95,6 +135,7 @@ def test_each_deploy_reaches_the_open_tab_and_a_broken_one_fails(
     output = deploy(project, env)
     assert f"deployed app {first}" in output
     sidecar_before = compose(project, env, "ps", "-q", "sidecar").strip()
+    assert_locked_down(env, sidecar_before)
     sidecar = container_config(env, sidecar_before)
     assert sidecar["User"] == "10001:10001"
     assert "/healthz" in " ".join(sidecar["Healthcheck"]["Test"])

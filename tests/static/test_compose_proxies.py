@@ -36,7 +36,7 @@ def test_the_override_puts_the_proxy_in_nginxs_place(proxy: str) -> None:
     services = resolved(override)["services"]
     assert services["nginx"]["profiles"] == ["nginx"]
     running = {name: service for name, service in services.items() if not service.get("profiles")}
-    assert set(running) == {"app", "sidecar", proxy}
+    assert set(running) == {"app", "sidecar", "docker-socket-filter", proxy}
     assert [name for name, service in running.items() if service.get("ports")] == [proxy]
     service = running[proxy]
     assert service["ports"] == ["127.0.0.1:8000:80/tcp"]

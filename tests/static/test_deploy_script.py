@@ -47,6 +47,15 @@ def test_help_says_how_to_use_it(project: Path) -> None:
         assert words in done.stdout
 
 
+def test_help_names_every_variable_the_compose_file_reads(project: Path) -> None:
+    """Each ${VARIABLE} of docker-compose.yml is named by deploy.sh --help or build.sh --help
+    (but the two versions, which deploy.sh sets from git or --version)."""
+    read = set(re.findall(r"\$\{(\w+)", (REPO / "docker-compose.yml").read_text(encoding="utf-8")))
+    helps = run(project, "--help").stdout + build(project, "--help").stdout
+    assert {"HAPROXY_IMAGE", "DOCKER_SOCKET", "DOCKER_SOCKET_GID"} <= read
+    assert {name for name in read - {"APP_VERSION", "SIDECAR_VERSION"} if name not in helps} == set()
+
+
 def test_an_unknown_argument_is_refused(project: Path) -> None:
     done = run(project, "--verison", "1")
     assert done.returncode == 1

@@ -64,6 +64,15 @@ def test_the_sidecar_service_is_the_compose_files_built_from_the_users_folder() 
     assert shown == shipped
 
 
+def test_the_socket_filter_and_its_network_are_the_compose_files() -> None:
+    shown = yaml.safe_load(adoption_blocks("yaml")[0])
+    assert shown["services"]["docker-socket-filter"] == compose_file()["docker-socket-filter"]
+    shipped = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert shown["networks"]["docker-api"] == shipped["networks"]["docker-api"]
+    [copy] = adoption_blocks("sh", 'cp "$VS"')
+    assert '"$VS"/haproxy/docker-socket-filter.cfg' in copy, "step 2 copies the config the filter mounts"
+
+
 def test_the_nginx_service_is_the_compose_files_for_an_app_without_a_healthcheck() -> None:
     shown, shipped = services()["nginx"], compose_file()["nginx"]
     assert shown["depends_on"].pop("app") == {"condition": "service_started"}

@@ -3,6 +3,7 @@ swarm, as docs/sources.md "Beyond one host" tells users to: images built with ./
 nodes, two sidecar replicas and nginx on the manager, all on the stack's own overlay network;
 then a new app version deployed the same way reaches a browser's stream through nginx."""
 
+import json
 import os
 import re
 import subprocess
@@ -42,6 +43,7 @@ class Stack:
             DOCKER_BUILDKIT="1",
             BASE_IMAGE=base_image,  # the Dockerfiles' slim Python and nginx's image stand in for this local Debian
             NGINX_IMAGE=base_image,
+            HAPROXY_IMAGE=base_image,  # Debian's haproxy runs the socket filter in place of the official image
             BUILD_NETWORK="none",
             PIP_NO_INDEX="1",
             STACK=self.name,
@@ -95,6 +97,20 @@ class Stack:
         except AssertionError as error:
             raise AssertionError(f"{error}\ndocker stack ps:\n{self.tasks()}") from None
 
+    def assert_locked_down(self) -> None:
+        """Only the socket filter holds the socket; the sidecar's containers are read-only, without
+        capabilities, and reach the manager through the filter (as the update above shows)."""
+        holders = []
+        for service in self.swarm.manager.docker("stack", "services", "--format", "{{.Name}}", self.name).split():
+            spec = json.loads(self.swarm.manager.docker("service", "inspect", service))[0]["Spec"]
+            container = spec["TaskTemplate"]["ContainerSpec"]
+            if "docker.sock" in json.dumps(container.get("Mounts", [])):
+                holders.append(service)
+            if service == f"{self.name}_sidecar":
+                assert (container.get("ReadOnly"), container.get("CapabilityDrop")) == (True, ["ALL"]), container
+                assert "--docker-host" in container["Args"], container
+        assert holders == [f"{self.name}_docker-socket-filter"]
+
     def _run(self, command: list[str], timeout: float) -> None:
         done = subprocess.run(command, cwd=self.project, env=self.env, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
@@ -130,5 +146,6 @@ def test_the_shipped_stack_comes_up_and_a_new_app_version_reaches_an_open_stream
         browser.wait_for("2.0", timeout=180)
         assert browser.changes() == ["1.0", "2.0"]
         assert stack.page_version() == "2.0"
+        stack.assert_locked_down()
     finally:
         browser.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartSidecar
-from tests.docker.socket_proxy import running_socket_proxy
+from tests.docker.socket_filter import logged_requests, running_socket_filter, unix_socket_of
 from tests.docker.version_listener import VersionListener
 from tests.nginx.nginx_server import NginxServer, stand_in_app
 from tests.sidecar_process import SidecarProcess, logged
@@ -209,21 +209,29 @@ def test_two_sidecars_behind_nginx_tell_the_same_version_and_a_stream_moves_to_t
             nginx.stop()
 
 
-def test_a_read_only_socket_proxy_in_front_of_the_manager_is_enough(
+def test_the_swarm_source_follows_an_update_through_the_socket_filter(
     swarm: Cluster, follow: FollowService, listen: Listen, name: Name, tmp_path: Path
 ) -> None:
+    """As the shipped stack runs it: the haproxy filter in front of the manager's socket."""
     web = swarm.create_service(name("web"), app_image("1.0"), "--replicas", "2", *AT_ONCE)
     swarm.wait_running(web, "1.0", 2)
-    proxy_log = tmp_path / "proxy.log"
-    manager_socket = swarm.manager.host.removeprefix("unix://")
-    with running_socket_proxy(manager_socket, proxy_log, swarm=True) as proxy_url:
-        sidecar = follow(web, "--docker-host", proxy_url.replace("http://", "tcp://"))
+    filter_log = tmp_path / "filter.log"
+    with running_socket_filter(unix_socket_of(swarm.manager.host), filter_log) as filter_url:
+        sidecar = follow(web, "--docker-host", filter_url.replace("http://", "tcp://"))
         browser = listen(sidecar.url)
         browser.wait_for("1.0")
         swarm.update_service(web, "--image", app_image("2.0"))
         browser.wait_for("2.0", timeout=90)
         assert sidecar.health()["status"] == "ok"
-    assert "refused" not in proxy_log.read_text()
+    made = logged_requests(filter_log)
+    assert [request for request in made if request[0] != 200] == [], "the filter refused nothing"
+    assert {(method, path.replace(web, "{service}")) for _, method, path in made} >= {
+        ("GET", "/version"),
+        ("GET", "/v1.41/events"),
+        ("GET", "/v1.41/services/{service}"),
+        ("GET", "/v1.41/tasks"),
+        ("GET", "/v1.41/nodes"),
+    }
 
 
 def test_a_sidecar_pointed_at_a_worker_stops_with_one_line(swarm: Cluster, start_sidecar: StartSidecar) -> None:

@@ -2,11 +2,12 @@
 (The behaviour against a real Docker Engine is tested in tests/docker.)"""
 
 import pytest
+from aiodocker.exceptions import DockerError
 
 from sidecar.config import SettingError, load_settings
 from sidecar.sources import SourceError
 from sidecar.sources.docker import DockerSource, Replica, agree, container_state
-from sidecar.sources.engine import DEFAULT_LABELS, version_from_labels
+from sidecar.sources.engine import DEFAULT_LABELS, describe, version_from_labels
 
 VERSION, REVISION = DEFAULT_LABELS
 
@@ -16,21 +17,28 @@ def replica(name: str, version: str | None = "1.0", state: str = "running", read
 
 
 @pytest.mark.parametrize(
-    ("state", "expected"),
+    ("summary", "expected"),
     [
-        ({"Running": True, "Status": "running"}, ("running", True)),
-        ({"Running": True, "Health": {"Status": "healthy"}}, ("healthy", True)),
-        ({"Running": True, "Health": {"Status": "starting"}}, ("starting", False)),
-        ({"Running": True, "Health": {"Status": "unhealthy"}}, ("unhealthy", False)),
-        ({"Running": True, "Paused": True}, ("paused", False)),
-        ({"Running": True, "Restarting": True}, ("restarting", False)),
-        ({"Running": False, "Status": "exited"}, ("exited", False)),
+        ({"State": "running", "Status": "Up 3 seconds"}, ("running", True)),
+        ({"State": "running", "Status": "Up 2 minutes (healthy)"}, ("healthy", True)),
+        ({"State": "running", "Status": "Up 3 seconds (health: starting)"}, ("starting", False)),
+        ({"State": "running", "Status": "Up About a minute (unhealthy)"}, ("unhealthy", False)),
+        ({"State": "running", "Status": "Up 3 seconds", "Health": {"Status": "healthy"}}, ("healthy", True)),
+        ({"State": "running", "Status": "Up 3 seconds", "Health": {"Status": "starting"}}, ("starting", False)),
+        ({"State": "running", "Status": "Up 3 seconds", "Health": {"Status": "none"}}, ("running", True)),
+        ({"State": "running", "Status": "Up 3 seconds (healthy) (unhealthy)x"}, ("running", True)),
+        ({"State": "paused", "Status": "Up 3 seconds (Paused)"}, ("paused", False)),
+        ({"State": "restarting", "Status": "Restarting (1) 2 seconds ago"}, ("restarting", False)),
+        ({"State": "exited", "Status": "Exited (0) 1 second ago"}, ("exited", False)),
+        ({}, ("unknown", False)),
     ],
 )
 def test_ready_means_running_and_healthy_where_there_is_a_healthcheck(
-    state: dict[str, object], expected: tuple[str, bool]
+    summary: dict[str, object], expected: tuple[str, bool]
 ) -> None:
-    assert container_state(state) == expected
+    """From the container list's entry: its State, and the health its Status text (or, on newer
+    engines, its Health) gives."""
+    assert container_state(summary) == expected
 
 
 def test_the_version_label_comes_first_then_the_revision() -> None:
@@ -131,3 +139,13 @@ def test_bad_docker_settings_are_named(argv: list[str], named: str) -> None:
     with pytest.raises(SettingError) as error:
         load_settings(argv, environ={})
     assert str(error.value).startswith(named)
+
+
+def test_an_engine_error_is_described_on_one_short_line() -> None:
+    """A proxy that answers with a whole HTML page still makes one line of a start error or /healthz."""
+    page = "<html><body>\n<h1>403 Forbidden</h1>\nRequest forbidden by administrative rules.\n</body></html>\n" * 20
+    described = describe(DockerError(403, page))
+    assert described.startswith("[403] <html><body> <h1>403 Forbidden</h1> Request forbidden")
+    assert "\n" not in described and len(described) == 300 and described.endswith("...")
+    assert describe(DockerError(403, "refused: GET /v1.41/info")) == "[403] refused: GET /v1.41/info"
+    assert describe(TimeoutError()) == "TimeoutError"
