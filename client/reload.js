@@ -1,11 +1,11 @@
 // version-sidecar client: offers a reload when a new version of the app is deployed.
-// Usage, data-* attributes, events: README, "Using it from a page".
+// Usage, data-* attributes, events: docs/client.md.
 (function () {
   "use strict";
   var LOG = "[version-sidecar] ";
   // Included twice? (Checked on our API: an element with id="versionSidecar" is window.versionSidecar too.)
   if (window.versionSidecar && typeof window.versionSidecar.reload === "function") return;
-  // Below the support floor (README): nothing, never an error.
+  // Below the support floor (docs/client.md, Browsers): nothing, never an error.
   if (!window.EventSource || !window.URL || !window.CustomEvent || !document.documentElement.attachShadow) return;
 
   // Our own tag: document.currentScript, which is null in a <script type="module">: then by its src.

@@ -11,9 +11,10 @@ import aiohttp
 import pytest
 
 from tests.conftest import StartSidecar
+from tests.docs import blocks, read, section
 from tests.metric_samples import Samples, parse_samples
 from tests.metrics.prometheus_server import PrometheusServer, promtool, promtool_check_metrics
-from tests.sidecar_process import REPO, SidecarProcess
+from tests.sidecar_process import SidecarProcess
 from tests.waiting import eventually, wait_until
 from tests.worker_streams import health, open_stream, received, serving_workers, streams_on_every_worker
 
@@ -147,30 +148,22 @@ async def test_healthz_and_metrics_answer_for_every_worker(start_sidecar: StartS
             assert samples["version_sidecar_workers", ()] == 2
 
 
-def _readme_metrics_section() -> str:
-    return (REPO / "README.md").read_text().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
-
-
-def _blocks(section: str, language: str) -> list[str]:
-    return [block.split("\n```", 1)[0] for block in section.split(f"```{language}\n")[1:]]
-
-
-def test_readme_metrics_section_is_what_a_scrape_and_promtool_say(
+def test_the_metrics_doc_is_what_a_scrape_and_promtool_say(
     start_sidecar: StartSidecar, prometheus: PrometheusServer, tmp_path: Path
 ) -> None:
-    section = _readme_metrics_section()
+    metrics = section(read("docs/operations.md"), "Metrics")
     sidecar = start_sidecar(["--workers", "2"], env={"APP_VERSION": "v1"})
     serving_workers(sidecar, 2)
-    documented = {line.split("`")[1].split("{")[0] for line in section.splitlines() if line.startswith("| `version")}
+    documented = {line.split("`")[1].split("{")[0] for line in metrics.splitlines() if line.startswith("| `version")}
     scraped = {name.removesuffix("_sum").removesuffix("_count") for name, _ in scrape(sidecar)}
     assert documented == scraped
-    scrape_config, alert_rules = _blocks(section, "yaml")
+    scrape_config, alert_rules = blocks(metrics, "yaml")
     for kind, text in [("config", scrape_config), ("rules", alert_rules)]:
         path = tmp_path / f"{kind}.yml"
         path.write_text(text)
         checked = promtool(["check", kind, str(path)])
         assert checked.returncode == 0, checked.stdout + checked.stderr
-    queries = [line for line in _blocks(section, "promql")[0].splitlines() if line and not line.startswith("#")]
+    queries = [line for line in blocks(metrics, "promql")[0].splitlines() if line and not line.startswith("#")]
     assert len(queries) == 4
     for query in queries:
         prometheus.query(query)  # the query API accepts it

@@ -1,16 +1,13 @@
 """The README's "Adopting it in your app" section shows exactly what the e2e tier deploys."""
 
-import re
-
 import yaml
 
+from tests.docs import blocks, read, section
 from tests.sidecar_process import REPO
 
 
 def adoption_blocks(language: str) -> list[str]:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Adopting it in your app\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
+    return blocks(section(read("README.md"), "Adopting it in your app"), language)
 
 
 def test_the_script_tag_is_the_example_apps() -> None:

@@ -1,18 +1,17 @@
-"""README's claims that can be checked against the repository: the code map, the test tiers,
-the commands of its first lines, one name for the label's build arg, the numbers it quotes."""
+"""What README and docs/ claim that can be checked against the repository: the code map
+(docs/building.md), the test tiers (docs/tests.md), the commands of README's first lines, one name
+for the label's build arg, the numbers docs/performance.md quotes."""
 
 import fnmatch
 import re
 
 from sidecar.config import Settings
 from tests.docker.engine import APP_DOCKERFILE
+from tests.docs import read, section
 from tests.sidecar_process import REPO
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
-
-
-def section(title: str) -> str:
-    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+README = read("README.md")
+TESTS = read("docs/tests.md")
 
 
 def top_level_entries() -> set[str]:
@@ -27,24 +26,25 @@ def top_level_entries() -> set[str]:
 
 def test_the_code_map_has_a_line_for_every_top_level_entry() -> None:
     entries = top_level_entries()
-    named = set(re.findall(r"`([^`\s]+)`", "\n".join(re.findall(r"^- (.*?):", section("Code map"), re.M))))
-    named |= set(re.findall(r"`([^`\s]+)`: ", section("Code map")))
-    assert entries - named == set(), "top-level entries missing from README's code map"
-    assert named - entries == set(), "README's code map names what is not in the repository"
+    code_map = section(read("docs/building.md"), "Code map")
+    named = set(re.findall(r"`([^`\s]+)`", "\n".join(re.findall(r"^- (.*?):", code_map, re.M))))
+    named |= set(re.findall(r"`([^`\s]+)`: ", code_map))
+    assert entries - named == set(), "top-level entries missing from the code map in docs/building.md"
+    assert named - entries == set(), "the code map in docs/building.md names what is not in the repository"
 
 
 def test_the_tests_section_describes_every_tier() -> None:
     tiers = {f"tests/{folder.name}" for folder in (REPO / "tests").iterdir() if any(folder.glob("test_*.py"))}
-    described = set(re.findall(r"^- `(tests/\w+)`:", section("Tests"), re.M))
-    assert tiers - described == set(), "tiers missing from README's Tests section"
-    assert described - tiers == set(), "README's Tests section describes tiers that do not exist"
+    described = set(re.findall(r"^- `(tests/\w+)`:", TESTS, re.M))
+    assert tiers - described == set(), "tiers missing from docs/tests.md"
+    assert described - tiers == set(), "docs/tests.md describes tiers that do not exist"
 
 
 def test_the_e2e_tier_deploys_as_often_as_readme_says() -> None:
     deploys = len(re.findall(r"\bdeploy\(project, env", (REPO / "tests/e2e/test_deploy.py").read_text()))
     said = {2: "twice", 3: "three times", 4: "four times"}[deploys]
-    assert f"deploys them {said}" in section("Adopting it in your app")
-    assert f"`deploy.sh` {said}" in section("Tests")
+    assert f"deploys them {said}" in section(README, "Adopting it in your app")
+    assert f"`deploy.sh` {said}" in TESTS
 
 
 def test_what_ci_run_does_is_what_readme_says() -> None:
@@ -60,7 +60,14 @@ def test_what_ci_run_does_is_what_readme_says() -> None:
 def test_the_version_labels_build_arg_has_one_name() -> None:
     texts = {
         name: (REPO / name).read_text(encoding="utf-8")
-        for name in ["README.md", "Dockerfile", "examples/app/Dockerfile", "tests/docker/engine.py", "build.sh"]
+        for name in [
+            "README.md",
+            "docs/sources.md",
+            "Dockerfile",
+            "examples/app/Dockerfile",
+            "tests/docker/engine.py",
+            "build.sh",
+        ]
     }
     texts["the docker tier's app image"] = APP_DOCKERFILE
     label_args = {
@@ -69,7 +76,7 @@ def test_the_version_labels_build_arg_has_one_name() -> None:
         for arg in re.findall(r'org\.opencontainers\.image\.version="\$\{?(\w+)\}?"', text)
     }
     assert {arg for _, arg in label_args} == {"VERSION"}, label_args
-    labelled = {"README.md", "Dockerfile", "examples/app/Dockerfile", "the docker tier's app image"}
+    labelled = {"README.md", "docs/sources.md", "Dockerfile", "examples/app/Dockerfile", "the docker tier's app image"}
     assert {name for name, _ in label_args} == labelled
     passed = {arg for text in texts.values() for arg in re.findall(r"--build-arg[\s\"',f]+(\w*VERSION)=", text)}
     assert passed == {"VERSION"}, passed
@@ -82,5 +89,5 @@ def test_quoted_client_numbers_say_how_max_clients_was_set() -> None:
     # Per worker: the cap is the host's, so bench/servers.py multiplies it by --workers.
     bench = (REPO / "bench/servers.py").read_text(encoding="utf-8")
     [raised] = re.findall(r'"--max-clients", str\((\d+) \* self\.workers\)', bench)
-    performance = section("Performance")
+    performance = read("docs/performance.md")
     assert f"`--max-clients` raised to {int(raised):,} for the run; the default is {default:,}" in performance

@@ -1,5 +1,5 @@
 """`docker stack deploy` of the shipped stack file (examples/swarm/stack.yml) on the real two-node
-swarm, as README "Beyond one host" tells users to: images built with ./build.sh, the app on both
+swarm, as docs/sources.md "Beyond one host" tells users to: images built with ./build.sh, the app on both
 nodes, two sidecar replicas and nginx on the manager, all on the stack's own overlay network;
 then a new app version deployed the same way reaches a browser's stream through nginx."""
 
