@@ -130,7 +130,7 @@
   var host, toast, messageLine, countdownLine, ticker;
   var position = /^(top|bottom)-(left|right)$/.test(data.position) ? data.position : "bottom-right";
   var STYLE =
-    ".toast{all:initial;display:block;max-width:min(22rem,calc(100vw - 64px));padding:14px 16px;" +
+    ".toast{all:initial;display:block;max-width:22rem;padding:14px 16px;" +
     "border-radius:10px;background:#1f2430;color:#f5f7fa;box-shadow:0 6px 24px rgba(0,0,0,.3);" +
     "font:14px/1.45 system-ui,sans-serif;animation:in .2s ease-out}" +
     "p{margin:0 0 10px;overflow-wrap:anywhere}.countdown{color:#b8c0cc;font-size:13px}.countdown:empty{display:none}" +
