@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import AppPage, Site, Stack, wait_for_heartbeats, wait_for_log, wait_for_version, wait_until
 from tests.browser.engines import BROWSER_TIER, Engine, poll
+from tests.browser.test_chromium import make_shell
 from tests.browser.test_engines import heard, open_app, reloaded_onto, safely, toast_text
 
 NEEDS_RELOAD = "Part of this page failed to load: it needs a reload."
@@ -232,3 +233,34 @@ def test_a_reload_that_comes_back_still_broken_does_not_loop(site: Site, tmp_pat
     wait_for_log(site, page, "[version-sidecar] No reload for the failed chunk: reloaded for v2 once already")
     wait_for_heartbeats(site, page, "v2", 2)
     assert site.page_loads["/app"] == 2
+
+
+def test_under_a_service_worker_the_reload_for_a_failed_chunk_updates_the_worker_first(
+    site: Site, tmp_path: Path
+) -> None:
+    # The worker answers navigations from its cache (the page only; chunks come from the network):
+    # a plain reload would bring back the old page, the update path lands on the new one.
+    shell = tmp_path / "shell"
+    chunks = ModuleChunks(shell)
+    chunks.deploy("v1")
+    make_shell(shell, "v1", 0, body=MODULE_PAGE)
+    site.app.files = shell
+    page = site.context.new_page()
+    lines: list[str] = []
+    page.on("console", lambda message: lines.append(message.text))
+    site.console[page] = lines
+    page.goto(site.nginx.url + "/")  # a secure context (127.0.0.1), as service workers need
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    wait_for_version(page, "v1")
+
+    make_shell(shell, "v2", 0, body=MODULE_PAGE)
+    chunks.deploy("v2")
+    site.deploy("v2")
+    expect(page.get_by_role("status")).to_contain_text("A new version (v2) is available.")
+    page.click("#open")
+    expect(page.locator("html")).to_have_attribute("data-app-version", "v2", timeout=15_000)
+    wait_for_log(site, page, "[version-sidecar] Reloading at once for the failed chunk")
+    wait_for_log(site, page, "[version-sidecar] Activating the new service worker first")
+    wait_for_version(page, "v2")
+    page.click("#open")
+    expect(page.locator("#route")).to_have_text("Settings of v2")
