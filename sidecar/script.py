@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import rjsmin  # type: ignore[import-untyped]  # no type hints shipped
 from aiohttp import web
+from calmjs.parse import es5  # type: ignore[import-untyped]  # no type hints shipped
+from calmjs.parse.unparsers.es5 import minify_print  # type: ignore[import-untyped]
 
 SCRIPT_NAME = "reload.js"
 
@@ -60,9 +61,11 @@ def prefers_gzip(accept_encoding: str) -> bool:
 
 
 def minify(source: str) -> bytes:
-    """reload.js as served: made small by rjsmin, a maintained minifier that knows strings,
-    template literals and regular expressions (a hand-made comment stripper did not)."""
-    small: str = rjsmin.jsmin(source, keep_bang_comments=False)
+    """reload.js as served: parsed by calmjs.parse and printed back without comments and
+    whitespace, its local names shortened (a sixth smaller gzipped than without). A parser, not a
+    pattern, so strings, regular expressions and comments are told apart; it reads ES5, the script's
+    dialect, and refuses anything else with the line (ECMASyntaxError): start-up stops, loudly."""
+    small: str = minify_print(es5(source), obfuscate=True, obfuscate_globals=False)
     return small.encode("utf-8")
 
 
