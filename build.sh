@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Build the app image (examples/app) and the sidecar image, versioned from git and labelled
-# with the OCI image labels. deploy.sh runs it; run it alone to only build.
+# Build the app image (examples/app, or your app: APP_CONTEXT) and the sidecar image, versioned
+# from git and labelled with the OCI image labels. deploy.sh runs it; run it alone to only build.
 set -euo pipefail
 
 usage() {
     cat <<'USAGE'
 Usage: ./build.sh [--version VERSION] [--dry-run] [--print-versions]
 
-Builds two images:
-  app      APP_IMAGE:VERSION (default version-sidecar-example-app) from examples/app
-  sidecar  SIDECAR_IMAGE:SIDECAR_VERSION (default version-sidecar) from the Dockerfile
+Builds two images, from the folder this script is in (your repository's root):
+  app      APP_IMAGE:VERSION from APP_CONTEXT (default: the example app, examples/app)
+  sidecar  SIDECAR_IMAGE:SIDECAR_VERSION from SIDECAR_CONTEXT (default: this repository's
+           Dockerfile; in your repository, the folder holding the sidecar's Dockerfile)
 
-VERSION is `git rev-parse --short HEAD`, with "-dirty" when tracked files have changes.
+VERSION is `git rev-parse --short HEAD`, with "-dirty" when tracked files have changes; it goes
+in as the build args VERSION, REVISION (the full SHA), CREATED and SOURCE (the git remote).
 SIDECAR_VERSION is the short SHA of the last commit that changed the files the sidecar image is
-built from (Dockerfile, .dockerignore, pyproject.toml, LICENSE, sidecar/, client/), so a deploy
-that changes only the app or the docs rebuilds the same sidecar image and leaves it running.
+built from (SIDECAR_CONTEXT and SIDECAR_DOCKERFILE; for this repository: Dockerfile,
+.dockerignore, pyproject.toml, LICENSE, sidecar/, client/), so a deploy that changes only the app
+or the docs rebuilds the same sidecar image and leaves it running.
 
 Needs bash 4.4 or newer and Linux (GNU date), git, and a docker client.
 
@@ -24,12 +27,21 @@ Options:
   --print-versions    print APP_VERSION=... and SIDECAR_VERSION=... and exit
   -h, --help          show this help
 
-Environment:
+Environment (every variable it reads):
+  APP_CONTEXT         the app's build context (default: examples/app)
+  APP_DOCKERFILE      the app's Dockerfile (default: Dockerfile in APP_CONTEXT)
+  APP_IMAGE           the app's image name, without tag (default: version-sidecar-example-app);
+                      your compose file's app service runs APP_IMAGE:${APP_VERSION}
+  SIDECAR_CONTEXT     the sidecar's build context (default: . , this repository)
+  SIDECAR_DOCKERFILE  the sidecar's Dockerfile (default: Dockerfile in SIDECAR_CONTEXT)
+  SIDECAR_IMAGE       the sidecar's image name, without tag (default: version-sidecar)
+  SIDECAR_VERSION     the sidecar's tag, instead of the one taken from git
+  BASE_IMAGE          build arg BASE_IMAGE of both builds (default: each Dockerfile's own,
+                      python:3.12-slim here): for a private registry or a mirror
+  BUILD_NETWORK       network for RUN steps (docker build --network), e.g. none
+  PIP_NO_INDEX        build arg of both builds; 1: pip installs only from the wheelhouse/ in the
+                      sidecar's build context, never from an index (docs/deploying.md)
   DOCKER              docker client to use (default: docker)
-  APP_IMAGE, SIDECAR_IMAGE  image names (without tag)
-  BASE_IMAGE          base image for both builds (default: the Dockerfiles' python:3.12-slim)
-  BUILD_NETWORK       network for RUN steps (docker build --network)
-  PIP_NO_INDEX        1: install the sidecar offline from wheelhouse/ (see Dockerfile)
 USAGE
 }
 
@@ -45,11 +57,18 @@ fi
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 DOCKER="${DOCKER:-docker}"
+APP_CONTEXT="${APP_CONTEXT:-examples/app}"
 APP_IMAGE="${APP_IMAGE:-version-sidecar-example-app}"
+SIDECAR_CONTEXT="${SIDECAR_CONTEXT:-.}"
 SIDECAR_IMAGE="${SIDECAR_IMAGE:-version-sidecar}"
-# The files the sidecar image is built from (what .dockerignore lets in, and the two that say how):
-# only a change to one of these makes a new sidecar image (README.md is not one).
-SIDECAR_PATHS=(Dockerfile .dockerignore pyproject.toml LICENSE sidecar client)
+# The files the sidecar image is built from: only a change to one of these makes a new sidecar
+# image. Here, what .dockerignore lets in and the two that say how (README.md is not one);
+# elsewhere, the sidecar's build context and its Dockerfile.
+if [[ "$SIDECAR_CONTEXT" == . && -z "${SIDECAR_DOCKERFILE:-}" ]]; then
+    SIDECAR_PATHS=(Dockerfile .dockerignore pyproject.toml LICENSE sidecar client)
+else
+    SIDECAR_PATHS=("$SIDECAR_CONTEXT" ${SIDECAR_DOCKERFILE:+"$SIDECAR_DOCKERFILE"})
+fi
 
 version=""
 dry_run=false
@@ -156,6 +175,15 @@ run() {
     $dry_run || "$@"
 }
 
+for context in "$APP_CONTEXT" "$SIDECAR_CONTEXT"; do
+    [[ -d "$context" ]] || die "build context $context is not a folder in $(pwd) (APP_CONTEXT, SIDECAR_CONTEXT)"
+done
+# The --file option, when a Dockerfile is named.
+app_file=()
+[[ -z "${APP_DOCKERFILE:-}" ]] || app_file=(--file "$APP_DOCKERFILE")
+sidecar_file=()
+[[ -z "${SIDECAR_DOCKERFILE:-}" ]] || sidecar_file=(--file "$SIDECAR_DOCKERFILE")
+
 common=()
 [[ -z "${BASE_IMAGE:-}" ]] || common+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 [[ -z "${BUILD_NETWORK:-}" ]] || common+=(--network "$BUILD_NETWORK")
@@ -169,14 +197,14 @@ echo "build.sh: app $APP_IMAGE:$version" >&2
 run "$DOCKER" build "${common[@]}" \
     --build-arg "VERSION=$version" --build-arg "REVISION=$app_revision" \
     --build-arg "CREATED=$app_created" --build-arg "SOURCE=$source_url" \
-    --tag "$APP_IMAGE:$version" examples/app ||
+    --tag "$APP_IMAGE:$version" "${app_file[@]}" "$APP_CONTEXT" ||
     die "building the app image failed"
 
 echo "build.sh: sidecar $SIDECAR_IMAGE:$sidecar_version" >&2
 run "$DOCKER" build "${common[@]}" \
     --build-arg "VERSION=$sidecar_version" --build-arg "REVISION=$sidecar_revision" \
     --build-arg "CREATED=$sidecar_created" --build-arg "SOURCE=$source_url" \
-    --tag "$SIDECAR_IMAGE:$sidecar_version" . ||
+    --tag "$SIDECAR_IMAGE:$sidecar_version" "${sidecar_file[@]}" "$SIDECAR_CONTEXT" ||
     die "building the sidecar image failed"
 
 echo "build.sh: built $APP_IMAGE:$version and $SIDECAR_IMAGE:$sidecar_version" >&2

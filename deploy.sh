@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Deploy the compose project: build the images (build.sh), `compose up -d`, wait until the new
-# app is healthy, and say what was done. Open tabs are then told by the sidecar.
+# app is healthy, and say what was done. Open tabs are then told by the sidecar. The example app
+# by default; any app through the variables --help lists.
 set -euo pipefail
 
 usage() {
     cat <<'USAGE'
 Usage: ./deploy.sh [--version VERSION] [--dry-run] [--timeout SECONDS]
 
-Deploys docker-compose.yml (the app, the version sidecar, nginx in front):
+Deploys the compose project in the folder this script is in (the app, the version sidecar,
+nginx in front; by default this repository's example):
   1. takes the version from `git rev-parse --short HEAD` ("-dirty" when tracked files have
      changes), or from --version;
   2. builds the app and sidecar images with that version as build arg and label (build.sh);
-  3. runs `docker compose up -d` (the Compose v2 plugin where present, else docker-compose);
-  4. waits until the app's new containers are healthy and carry the new version.
+  3. runs `docker compose up -d` (the Compose v2 plugin where present, else docker-compose)
+     with APP_VERSION and SIDECAR_VERSION set, so the compose file runs the new images;
+  4. waits until the app's new containers are healthy (or running, without a healthcheck)
+     and carry the new version in their image's org.opencontainers.image.version label.
 Exits non-zero on any failure: no git, no docker, a failed build, an unhealthy app.
 
 Needs bash 4.4 or newer and Linux (GNU stat and date), git, and a docker client with Compose
@@ -24,8 +28,30 @@ Options:
   --timeout SECONDS   how long to wait for the app to become healthy (default 120)
   -h, --help          show this help
 
-Environment: DOCKER (docker client), COMPOSE_PROJECT_NAME, HTTP_ADDRESS and HTTP_PORT (where
-nginx listens, default 127.0.0.1:8000), DOCKER_HOST, and the build settings of build.sh --help.
+Environment (every variable it reads; build.sh's follow):
+  APP_SERVICE         the app's compose service (default: app)
+  SIDECAR_SERVICE     the sidecar's compose service (default: sidecar)
+  NGINX_SERVICE       the compose service reloaded when the sidecar is replaced, so it looks
+                      the sidecar's new address up (default: nginx; empty: none, reload your
+                      proxy yourself)
+  COMPOSE_FILE        the compose file(s), read by compose itself (default: compose's own
+                      search, docker-compose.yml or compose.yaml)
+  COMPOSE_PROJECT_NAME  the compose project (default: this folder's name, as compose makes it)
+  DOCKER_HOST         the engine (default: the docker client's own)
+  DOCKER_SOCKET       the engine's socket, mounted into the sidecar (default: DOCKER_HOST's
+                      unix:// path, else /var/run/docker.sock)
+  DOCKER_SOCKET_GID   the socket's group, added to the sidecar's user (default: read from
+                      the socket)
+  HTTP_ADDRESS, HTTP_PORT  where nginx listens, for the compose file and the last line
+                      (default 127.0.0.1:8000)
+  DOCKER              docker client to use (default: docker)
+and what build.sh reads (deploy.sh runs it):
+USAGE
+    ./build.sh --help | sed -n '/^Environment/,$p' | tail -n +2
+    cat <<'USAGE'
+Set for compose: APP_VERSION, SIDECAR_VERSION, COMPOSE_PROJECT_NAME, SIDECAR_DOCKER_PROJECT
+(= COMPOSE_PROJECT_NAME: the sidecar follows this project's app only), DOCKER_SOCKET and
+DOCKER_SOCKET_GID.
 USAGE
 }
 
@@ -45,7 +71,9 @@ say() {
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 DOCKER="${DOCKER:-docker}"
-APP_SERVICE=app
+APP_SERVICE="${APP_SERVICE:-app}"
+SIDECAR_SERVICE="${SIDECAR_SERVICE:-sidecar}"
+NGINX_SERVICE="${NGINX_SERVICE-nginx}"
 version_args=()
 dry_run=false
 timeout=120
@@ -100,9 +128,11 @@ SIDECAR_DOCKER_PROJECT="$COMPOSE_PROJECT_NAME"
 export COMPOSE_PROJECT_NAME SIDECAR_DOCKER_PROJECT
 
 # The engine's socket, mounted read-only into the sidecar, and its group for the sidecar's user.
-DOCKER_SOCKET=/var/run/docker.sock
-if [[ "${DOCKER_HOST:-}" == unix://* ]]; then
-    DOCKER_SOCKET="${DOCKER_HOST#unix://}"
+if [[ -z "${DOCKER_SOCKET:-}" ]]; then
+    DOCKER_SOCKET=/var/run/docker.sock
+    if [[ "${DOCKER_HOST:-}" == unix://* ]]; then
+        DOCKER_SOCKET="${DOCKER_HOST#unix://}"
+    fi
 fi
 if [[ -S "$DOCKER_SOCKET" ]]; then
     DOCKER_SOCKET_GID="${DOCKER_SOCKET_GID:-$(stat -c %g "$DOCKER_SOCKET")}"
@@ -120,7 +150,7 @@ build_flags=()
 $dry_run && build_flags=(--dry-run)
 ./build.sh "${version_args[@]}" "${build_flags[@]}" || die "build failed"
 sidecar_before=""
-$dry_run || sidecar_before="$("${compose[@]}" ps -q sidecar 2>/dev/null || true)"
+$dry_run || sidecar_before="$("${compose[@]}" ps -q "$SIDECAR_SERVICE" 2>/dev/null || true)"
 # Compose fails when a service that others wait for turns unhealthy; the wait below then says
 # which app container failed, and why.
 up_failed=false
@@ -184,11 +214,20 @@ done
 $up_failed && die "compose up failed (see its output above), although the app is healthy"
 
 # nginx looks the sidecar's name up when it starts; a new sidecar container (a deploy that
-# changed the sidecar) may have a new address, so nginx reloads to look again.
-sidecar_after="$("${compose[@]}" ps -q sidecar)"
+# changed the sidecar) may have a new address, so nginx reloads to look again. Caddy and HAProxy
+# (compose.caddy.yml, compose.haproxy.yml) look names up as they go, and nginx does not run then.
+sidecar_after="$("${compose[@]}" ps -q "$SIDECAR_SERVICE")"
 if [[ -n "$sidecar_before" && "$sidecar_after" != "$sidecar_before" ]]; then
-    run "${compose[@]}" exec -T nginx nginx -s reload || die "reloading nginx failed"
-    say "the sidecar was replaced: nginx reloaded to reach the new one"
+    nginx_running=""
+    if [[ -n "$NGINX_SERVICE" ]]; then
+        nginx_running="$("${compose[@]}" ps -q "$NGINX_SERVICE" 2>/dev/null || true)"
+    fi
+    if [[ -n "$nginx_running" ]]; then
+        run "${compose[@]}" exec -T "$NGINX_SERVICE" nginx -s reload || die "reloading nginx failed"
+        say "the sidecar was replaced: nginx reloaded to reach the new one"
+    else
+        say "the sidecar was replaced: reload your proxy so it reaches the new one"
+    fi
 fi
 say "deployed app $APP_VERSION: ${#containers[@]} healthy container(s) of ${APP_IMAGE:-version-sidecar-example-app}:$APP_VERSION"
 say "sidecar $SIDECAR_VERSION follows it; open tabs are told about $APP_VERSION"

@@ -12,7 +12,7 @@ from .app import ANNOUNCER, HUB, create_app
 from .config import DEMO_VERSION_FILE, SettingError, Settings, describe, fail, load_settings
 from .host import HostTable, WorkerRow
 from .logs import configure_logging, get_logger
-from .server import fit_under_open_files_limit, run, streams_per_process
+from .server import fit_under_open_files_limit, listening_socket, run, streams_per_process
 from .sources import Source, SourceError
 from .sources.docker import DockerSource
 from .sources.env import EnvSource
@@ -36,6 +36,7 @@ def make_source(settings: Settings) -> Source:
             label=settings.docker_label,
             host=settings.docker_host,
             fallback=settings.fallback_version,
+            silence=settings.docker_timeout,
         )
     if settings.source == "swarm":
         assert settings.swarm_service is not None
@@ -44,6 +45,7 @@ def make_source(settings: Settings) -> Source:
             label=settings.docker_label,
             host=settings.docker_host,
             fallback=settings.fallback_version,
+            silence=settings.docker_timeout,
         )
     return EnvSource(settings.version_env)
 
@@ -96,7 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings, sock, row=table.row(index))
 
         return Supervisor(sockets, table, serve_worker, settings.shutdown_timeout).run()
-    return serve(settings, row=table.row(0))
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as error:
+        fail(f"--port {settings.port}: cannot listen on {settings.host}: {error.strerror or error}")
+    return serve(settings, sock, row=table.row(0))
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

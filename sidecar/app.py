@@ -16,7 +16,7 @@ from .client import DropRules
 from .config import Settings
 from .host import HostState, WorkerRow
 from .hub import Hub
-from .logs import NOISE, get_logger
+from .logs import NOISE, Output, get_logger
 from .metrics import registry, respond
 from .script import ClientScript
 from .sources import Source
@@ -126,6 +126,8 @@ async def _report(app: web.Application) -> None:
     inside any source), so that the other workers' /healthz and /metrics see it."""
     while True:
         app[HUB].row.report(app[ANNOUNCER].problem)
+        if Output.current is not None:
+            app[HUB].row.log_lines_dropped(Output.current.dropped)
         await asyncio.sleep(REPORT_PERIOD)
 
 

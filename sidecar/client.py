@@ -7,6 +7,7 @@ aborted (a graceful close would wait on the very peer that does not read).
 
 import asyncio
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .aiohttp_internals import Framed, OpenedStream
@@ -24,9 +25,11 @@ class DropRules:
 
 
 class Client:
-    __slots__ = ("chunked", "dropped", "ended", "peer", "rules", "slot", "transport", "waiting_since")
+    __slots__ = ("chunked", "dropped", "ended", "peer", "rules", "slot", "transport", "waiting", "waiting_since")
 
-    def __init__(self, stream: OpenedStream, peer: str, slot: int, rules: DropRules) -> None:
+    def __init__(self, stream: OpenedStream, peer: str, slot: int, rules: DropRules, waiting: "set[Client]") -> None:
+        """`waiting`: the hub's clients with data waiting, which this one joins when a write leaves
+        some unsent (so the send-timeout rule looks at those alone)."""
         self.transport = stream.transport
         self.chunked = stream.chunked
         self.peer = peer
@@ -37,30 +40,33 @@ class Client:
         # lost while the handler waits on it (aiohttp cancels the handler, and so this future).
         # Not shielded: a shield costs about 1 KB per connection (bench, 10,000 clients).
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        # When this client's unsent data was first seen waiting (send-timeout rule), else None.
+        # When a write first left this client's data waiting (send-timeout rule), else None.
         self.waiting_since: float | None = None
+        self.waiting = waiting
         # Which drop rule ended this stream (one of host.DROP_REASONS), if one did.
         self.dropped: str | None = None
         self._limit_unacknowledged_time()
 
-    async def open(self, stream: OpenedStream, first: bytes) -> str | None:
+    async def open(self, stream: OpenedStream, first: bytes, clock: Callable[[], float]) -> str | None:
         """Send the head with `first`; None, or why the stream must end."""
         if self.transport.is_closing():
             return "connection closed"
         await stream.send_head_with(first)
-        return self._too_slow()
+        return self._too_slow(clock())
 
-    def send(self, event: Framed) -> str | None:
-        """Queue `event` without waiting for the peer; None, or why the stream must end."""
+    def send(self, event: Framed, now: float) -> str | None:
+        """Queue `event` (at `now`) without waiting for the peer; None, or why the stream must end."""
         if self.transport.is_closing():
             return "connection closed"
         self.transport.write(event.chunked if self.chunked else event.plain)
-        return self._too_slow()
+        return self._too_slow(now)
 
     def stalled(self, now: float) -> str | None:
-        """Why the stream must end if its unsent data has waited past the send timeout, else None."""
+        """Why the stream must end if its unsent data has waited past the send timeout, else None
+        (and it leaves the waiting set once its data is sent)."""
         if self.transport.get_write_buffer_size() == 0:
             self.waiting_since = None
+            self.waiting.discard(self)
         elif self.waiting_since is None:
             self.waiting_since = now
         elif now - self.waiting_since > self.rules.send_timeout:
@@ -71,9 +77,13 @@ class Client:
         if not self.ended.done():
             self.ended.set_result(reason)
 
-    def _too_slow(self) -> str | None:
-        if self.transport.get_write_buffer_size() > self.rules.max_buffer:
+    def _too_slow(self, now: float) -> str | None:
+        unsent = self.transport.get_write_buffer_size()
+        if unsent > self.rules.max_buffer:
             return self._abort("too_slow", f"too slow: more than {self.rules.max_buffer} bytes unsent")
+        if unsent and self.waiting_since is None:
+            self.waiting_since = now
+            self.waiting.add(self)
         return None
 
     def _abort(self, rule: str, reason: str) -> str:

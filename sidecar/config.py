@@ -30,6 +30,7 @@ class Settings:
     swarm_service: str | None = None
     docker_label: str | None = None
     docker_host: str | None = None
+    docker_timeout: float = 30.0
     fallback_version: str | None = None
     poll_interval: float = 0.2
     heartbeat: float = 30.0
@@ -177,6 +178,12 @@ OPTIONS: list[Option] = [
         _docker_host,
         "Docker Engine or Swarm manager address (unset: DOCKER_HOST, else the local socket)",
         "URL",
+    ),
+    Option(
+        "docker_timeout",
+        _positive_float,
+        "seconds the engine's event stream may stay quiet before it is reopened and read again",
+        "SECONDS",
     ),
     Option(
         "fallback_version",

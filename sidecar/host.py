@@ -45,6 +45,7 @@ class _Row(ctypes.Structure):
         # Written by the supervisor: which process serves this row, and how often it was replaced.
         ("pid", ctypes.c_int64),
         ("restarts", ctypes.c_int64),
+        ("fork_failures", ctypes.c_int64),  # starts that failed to fork (process or memory limits)
         # Gauges, written by the worker and zeroed by the supervisor when it dies.
         ("up", ctypes.c_int64),  # 1 once the worker serves
         ("clients", ctypes.c_int64),  # seats held: streams connected or being opened
@@ -57,6 +58,7 @@ class _Row(ctypes.Structure):
         ("send_timeout", ctypes.c_int64),
         ("fanouts", ctypes.c_int64),
         ("fanout_ns", ctypes.c_int64),
+        ("log_lines_dropped", ctypes.c_int64),  # lines a stalled log reader cost (logs.Output)
         # Texts, under the lock.
         ("version", ctypes.c_char * _VERSION_BYTES),
         ("problem", ctypes.c_char * _PROBLEM_BYTES),
@@ -74,6 +76,7 @@ class WorkerState:
     pid: int
     up: bool
     restarts: int
+    fork_failures: int
     clients: int
     source_up: bool
     connected: int
@@ -82,6 +85,7 @@ class WorkerState:
     dropped: dict[str, int]
     fanouts: int
     fanout_seconds: float
+    log_lines_dropped: int
     version: str | None
     problem: str | None
 
@@ -142,6 +146,9 @@ class HostTable:
         if restart:
             row.restarts += 1
 
+    def fork_failed(self, index: int) -> None:
+        self._rows[index].fork_failures += 1
+
     def worker_died(self, index: int) -> None:
         """Forget what a dead worker held: its streams are gone; its counters stay."""
         row = self._rows[index]
@@ -168,12 +175,13 @@ class HostTable:
 class WorkerRow:
     """A worker's own row: what its hot paths count (each an integer) and its seats under the cap."""
 
-    __slots__ = ("_row", "index", "stream_limit", "table")
+    __slots__ = ("_log_lines_before", "_row", "index", "stream_limit", "table")
 
     def __init__(self, table: HostTable, index: int) -> None:
         self.table = table
         self.index = index
         self._row = table._rows[index]
+        self._log_lines_before = self._row.log_lines_dropped  # an earlier worker's, continued
         # Streams this one process may hold (its open-files limit); the host cap applies as well.
         self.stream_limit = table.max_clients
 
@@ -230,6 +238,10 @@ class WorkerRow:
             if self._row.problem != encoded:
                 self._row.problem = encoded
 
+    def log_lines_dropped(self, count: int) -> None:
+        """This process has dropped `count` log lines since it started."""
+        self._row.log_lines_dropped = self._log_lines_before + count
+
     def serving(self) -> None:
         self._row.pid = os.getpid()
         self._row.up = 1
@@ -252,6 +264,7 @@ def _state(index: int, row: _Row) -> WorkerState:
         pid=row.pid,
         up=bool(row.up),
         restarts=row.restarts,
+        fork_failures=row.fork_failures,
         clients=row.clients,
         source_up=bool(row.source_up),
         connected=row.connected,
@@ -260,6 +273,7 @@ def _state(index: int, row: _Row) -> WorkerState:
         dropped={reason: getattr(row, reason) for reason in DROP_REASONS},
         fanouts=row.fanouts,
         fanout_seconds=row.fanout_ns / 1e9,
+        log_lines_dropped=row.log_lines_dropped,
         version=_text(row.version),
         problem=_text(row.problem),
     )

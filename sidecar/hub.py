@@ -8,6 +8,7 @@ table (host.py): an integer or two per fan-out, per heartbeat slice and per join
 import asyncio
 import random
 import time
+from collections.abc import Callable
 
 from .aiohttp_internals import Framed, OpenedStream
 from .client import Client, DropRules
@@ -17,6 +18,10 @@ from .sse import encode_retry, encode_version_event
 from .version import Version
 
 log = get_logger("sidecar.hub")
+
+# How often, at most, clients with data waiting are checked against --send-timeout: a stuck client
+# is dropped within this long after its data has waited the timeout.
+SEND_TIMEOUT_CHECK = 1.0
 
 
 class Hub:
@@ -29,7 +34,9 @@ class Hub:
         max_clients: int,
         drop_rules: DropRules,
         row: WorkerRow | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: what the send-timeout rule tells the time by (tests pass a stand-in)."""
         self.heartbeat = heartbeat
         self.retry = retry
         self.retry_jitter = retry_jitter
@@ -37,9 +44,14 @@ class Hub:
         # This worker's row of the host table; a hub on its own gets a table of one row.
         self.row = row if row is not None else HostTable(1, max_clients).row(0)
         self.clients: set[Client] = set()
+        self.clock = clock
+        self.waiting: set[Client] = set()  # clients a write left data unsent for (send-timeout rule)
+        self.stopped = False
         self.version: Version | None = None
         self._event: Framed | None = None  # the current version event, framed once
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._timeouts_task: asyncio.Task[None] | None = None
+        self._timeouts_every = min(SEND_TIMEOUT_CHECK, drop_rules.send_timeout / 2)
         # The heartbeat goes out in slices of about a second each (one slice when it is shorter).
         self._heartbeat_slices = max(1, int(heartbeat))
         self._joined = 0
@@ -64,16 +76,19 @@ class Hub:
 
     async def join(self, stream: OpenedStream, peer: str, last_event_id: str | None) -> Client:
         """Send a prepared stream its retry delay and the current version, and count it in."""
-        client = Client(stream, peer, self._joined % self._heartbeat_slices, self.drop_rules)
+        client = Client(stream, peer, self._joined % self._heartbeat_slices, self.drop_rules, self.waiting)
         self._joined += 1
         sent = self._event
         first = encode_retry(self.retry + random.randint(0, self.retry_jitter))
         if sent is not None:
             first += sent.plain  # the stream's writer frames this first write itself
-        reason = await client.open(stream, first)
+        reason = await client.open(stream, first, self.clock)
+        if reason is None and self.stopped:  # it arrived while the hub stopped: end it now, not at the timeout
+            reason = "server shutting down"
         if reason is not None:
             if client.dropped is not None:
                 self.row.dropped(client.dropped)
+            self.waiting.discard(client)
             client.end(reason)
             return client
         self.clients.add(client)
@@ -92,6 +107,7 @@ class Hub:
         return client
 
     def leave(self, client: Client, reason: str) -> None:
+        self.waiting.discard(client)
         if client in self.clients:
             self.clients.discard(client)
             if client.dropped is not None:
@@ -101,11 +117,14 @@ class Hub:
 
     def start(self) -> None:
         self._heartbeat_task = asyncio.create_task(self._beat(), name="heartbeat")
+        self._timeouts_task = asyncio.create_task(self._drop_stalled(), name="send timeouts")
 
     def stop(self) -> None:
-        """End every stream (shutdown)."""
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
+        """End every stream (shutdown), and any that joins from now on."""
+        self.stopped = True
+        for task in (self._heartbeat_task, self._timeouts_task):
+            if task is not None:
+                task.cancel()
         for client in list(self.clients):
             self.leave(client, "server shutting down")
 
@@ -119,20 +138,24 @@ class Hub:
         while True:
             await asyncio.sleep(tick)
             turn = (turn + 1) % self._heartbeat_slices
-            now = time.monotonic()
-            due = []
-            for client in [client for client in self.clients if client.slot == turn]:
-                if (reason := client.stalled(now)) is not None:
-                    self.leave(client, reason)
-                else:
-                    due.append(client)
+            due = [client for client in self.clients if client.slot == turn]
             if self._event is not None:
                 self._send_all(due, self._event)
                 self.row.sent(len(due))
                 if turn == 0:
                     log.debug("heartbeat sent", version=self.version, clients=len(self.clients))
 
+    async def _drop_stalled(self) -> None:
+        # Only the clients a write left data unsent for are looked at, not every client.
+        while True:
+            await asyncio.sleep(self._timeouts_every)
+            now = self.clock()
+            for client in list(self.waiting):
+                if (reason := client.stalled(now)) is not None:
+                    self.leave(client, reason)
+
     def _send_all(self, clients: list[Client], event: Framed) -> None:
+        now = self.clock()
         for client in clients:
-            if (reason := client.send(event)) is not None:
+            if (reason := client.send(event, now)) is not None:
                 self.leave(client, reason)

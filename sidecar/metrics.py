@@ -82,6 +82,16 @@ class HostCollector:
         yield CounterMetricFamily(
             PREFIX + "worker_restarts", "Workers that died and were started again.", value=host.total("restarts")
         )
+        yield CounterMetricFamily(
+            PREFIX + "worker_fork_failures",
+            "Worker starts that failed to fork (a process or memory limit); each is retried on the back-off.",
+            value=host.total("fork_failures"),
+        )
+        yield CounterMetricFamily(
+            PREFIX + "log_lines_dropped",
+            "Log lines dropped because the reader of stderr did not keep up (logging never waits).",
+            value=host.total("log_lines_dropped"),
+        )
         per_worker = GaugeMetricFamily(
             PREFIX + "worker_clients", "Streams connected now, per worker.", labels=["worker"]
         )

@@ -32,6 +32,8 @@ RESERVED_FOR_REQUESTS = 32
 # A connection that sends no request within this many seconds is closed (aiohttp's default: 75).
 IDLE_TIMEOUT = 15.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# The listening socket's queue: a reconnect storm arrives at once (the kernel caps it at somaxconn).
+BACKLOG = 1024
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,13 @@ def _ceiling(server: web.Server, ceiling: int) -> Callable[[], asyncio.BaseProto
     return protocol
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The socket of a single process, bound before anything else is done so that a taken port
+    stops start-up with its one line; without SO_REUSEPORT, so no other host can join it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=BACKLOG)
+
+
 def _report_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
     """The event loop's errors as events; failed accepts (out of descriptors) as noise."""
     message = str(context.get("message", ""))
@@ -137,11 +146,10 @@ async def run(
     await runner.setup()
     assert runner.server is not None
     protocol = _ceiling(runner.server, limits.connections)
-    backlog = 1024  # a reconnect storm arrives at once; the kernel caps it at somaxconn
     if sock is None:
-        server = await loop.create_server(protocol, settings.host, settings.port, backlog=backlog, reuse_address=True)
+        server = await loop.create_server(protocol, settings.host, settings.port, backlog=BACKLOG, reuse_address=True)
     else:
-        server = await loop.create_server(protocol, sock=sock, backlog=backlog)
+        server = await loop.create_server(protocol, sock=sock, backlog=BACKLOG)
     stopping = asyncio.Event()
 
     def on_signal(number: int) -> None:
@@ -159,4 +167,18 @@ async def run(
         server.close()
         await runner.cleanup()  # ends every stream (the hub's on_shutdown), then waits for handlers
         NOISE.flush()
+        _ignore_stop_signals(loop)
     return 0
+
+
+def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """Once stopped, a stop signal has nothing left to do: ignore it, so that one coming after the
+    loop has let go of its handlers cannot turn exit 0 into death by that signal (143). The swap
+    happens with the signals blocked: none can land between the two dispositions."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        for number in STOP_SIGNALS:
+            loop.remove_signal_handler(number)
+            signal.signal(number, signal.SIG_IGN)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

@@ -20,17 +20,21 @@ worker's row before the next one takes it over.
 """
 
 import ctypes
+import errno
+import ipaddress
 import os
 import signal
 import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NoReturn
 
 from .host import HostTable
 from .logs import get_logger
+from .server import BACKLOG
 
 log = get_logger("sidecar.workers")
 
@@ -47,8 +51,14 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on one address and port; raises OSError if it cannot be had."""
+    """`count` listening sockets on one address and port; raises OSError if it cannot be had.
+
+    SO_REUSEPORT would let another host of ours (same user) join a port already served, and the
+    kernel would then split the tabs between two hosts with separate caps, health and metrics: so
+    the port must have no other listener before the bind, nor after it but ours."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if port and (held := _listeners(host, port)):
+        raise _taken(port, held)
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
@@ -59,11 +69,79 @@ def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
             sock.bind((host, port))
             port = sock.getsockname()[1]  # port 0: the others join the port the first one got
             sock.set_inheritable(False)
+            sock.listen(BACKLOG)  # listed as a listener from now on, for the check below
+        ours = {os.fstat(sock.fileno()).st_ino for sock in sockets}
+        if others := _listeners(host, port) - ours:  # another host bound it at the same moment
+            raise _taken(port, others)
     except OSError:
         for sock in sockets:
             sock.close()
         raise
     return sockets
+
+
+def _taken(port: int, listeners: set[int]) -> OSError:
+    return OSError(errno.EADDRINUSE, f"another process listens on port {port} ({len(listeners)} socket(s))")
+
+
+def _listeners(host: str, port: int) -> set[int]:
+    """The socket inodes of the TCP listeners (any process, this network namespace) that `host`
+    and `port` overlap: the same address, or a wildcard on either side."""
+    wanted = ipaddress.ip_address(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0])
+    found = set()
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:  # no IPv6 on this host
+            continue
+        for line in lines:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if fields[3] != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel prints each 32-bit word in host order (little-endian here).
+            held = ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4)))
+            if held == wanted or held.is_unspecified or wanted.is_unspecified:
+                found.add(int(fields[9]))
+    return found
+
+
+@dataclass
+class Restarts:
+    """When a worker place starts its next process, as plain decisions on the times given: each
+    restart waits twice as long as the one before, up to RESTART_LAST, and the first delay again
+    after a run longer than RESTART_LAST; a process that dies before serving START_ATTEMPTS times
+    in a row means give up. A fork that fails is retried on the same back-off and never counts
+    toward giving up: the host cannot start a process (a process or memory limit), the workers
+    it has still serve."""
+
+    delay: float = RESTART_FIRST
+    failed_starts: int = 0  # processes in a row that died before serving
+    started_at: float = 0.0
+
+    def started(self, now: float) -> None:
+        self.started_at = now
+
+    def died(self, now: float, served: bool) -> float | None:
+        """Seconds to wait before the next start, or None: give up."""
+        if served:
+            self.failed_starts = 0
+        else:
+            self.failed_starts += 1
+            if self.failed_starts >= START_ATTEMPTS:
+                return None
+        if now - self.started_at > RESTART_LAST:
+            self.delay = RESTART_FIRST
+        return self._next_delay()
+
+    def fork_failed(self) -> float:
+        """Seconds to wait before trying to start it again."""
+        return self._next_delay()
+
+    def _next_delay(self) -> float:
+        delay, self.delay = self.delay, min(self.delay * 2, RESTART_LAST)
+        return delay
 
 
 @dataclass
@@ -74,11 +152,9 @@ class _Worker:
     sock: socket.socket
     pid: int | None = None
     starts: int = 0
-    started_at: float = 0.0
     serving: bool = False  # seen serving since it was started
     start_at: float | None = None  # when to start it, while it is not running
-    delay: float = RESTART_FIRST
-    failed_starts: int = 0
+    restarts: Restarts = field(default_factory=Restarts)
 
 
 class Supervisor:
@@ -88,10 +164,13 @@ class Supervisor:
         table: HostTable,
         serve: Callable[[int, socket.socket], int],
         shutdown_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: what the restart decisions tell the time by (tests pass a stand-in)."""
         self.workers = [_Worker(index, sock) for index, sock in enumerate(sockets)]
         self.table = table
         self.serve = serve
+        self.clock = clock
         self.stop_timeout = shutdown_timeout + STOP_GRACE
         self.pid = os.getpid()
         self.status = 0  # the exit status so far
@@ -125,7 +204,7 @@ class Supervisor:
         return [worker for worker in self.workers if worker.start_at is not None]
 
     def _timeout(self) -> float | None:
-        now = time.monotonic()
+        now = self.clock()
         if self.stopping_since is not None:
             return max(0.0, self.stopping_since + self.stop_timeout - now)
         waits = [max(0.0, worker.start_at - now) for worker in self._due() if worker.start_at is not None]
@@ -142,13 +221,13 @@ class Supervisor:
                 if not self.ever_served:  # worker 0 could start: the others follow
                     self.ever_served = True
                     for other in self.workers[1:]:
-                        other.start_at = time.monotonic()
+                        other.start_at = self.clock()
                 elif not self.all_served and all(worker.serving for worker in self.workers):
                     self.all_served = True
                     log.info("workers serving", workers=len(self.workers), pids=[w.pid for w in self.workers])
 
     def _on_time(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.stopping_since is not None:
             if now >= self.stopping_since + self.stop_timeout:
                 for worker in self._running():
@@ -162,15 +241,36 @@ class Supervisor:
                 self._start(worker)
 
     def _start(self, worker: _Worker) -> None:
-        worker.starts += 1
-        restart = worker.starts > 1
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as error:  # a process or memory limit: the other workers serve on
+            worker.start_at = self.clock() + (delay := worker.restarts.fork_failed())
+            self.table.fork_failed(worker.index)
+            log.error("cannot start a worker, retrying", worker_index=worker.index, error=str(error), retry_in=delay)
+            self._stop_queueing(worker)
+            return
         if pid == 0:
             self._become(worker)
-        worker.pid, worker.started_at, worker.serving, worker.start_at = pid, time.monotonic(), False, None
+        worker.starts += 1
+        restart = worker.starts > 1
+        worker.pid, worker.serving, worker.start_at = pid, False, None
+        worker.restarts.started(self.clock())
         self.table.worker_started(worker.index, pid, restart)
         if restart:
             log.info("worker restarted", worker_index=worker.index, pid=pid)
+
+    def _stop_queueing(self, worker: _Worker) -> None:
+        """No process may come for a while: leave the port to the workers that serve. A socket that
+        listens gets its share of new connections (queued for no one); one that is only bound
+        does not, and its next process listens on it."""
+        old = worker.sock
+        if old.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            fresh = socket.socket(old.family, socket.SOCK_STREAM)
+            fresh.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            fresh.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            fresh.bind(old.getsockname())
+            old.close()
+            worker.sock = fresh
 
     def _become(self, worker: _Worker) -> NoReturn:
         """In the forked child: serve as `worker` until stopped; never returns."""
@@ -211,30 +311,23 @@ class Supervisor:
             # Ended by the SIGTERM passed on before it could handle it (just started): no stream lost.
             self.status = max(self.status, 0 if status == 128 + signal.SIGTERM else status)
             return
-        ran = time.monotonic() - worker.started_at
         if not self.ever_served:  # worker 0 could not start: neither will the others
             self.status = status or 1
             if status != 2:  # 2: it said why in its own line
                 log.error("the first worker could not start, stopping", worker_index=worker.index, status=status)
             return
-        if worker.serving:
-            worker.failed_starts = 0
-        else:
-            worker.failed_starts += 1
-            if worker.failed_starts >= START_ATTEMPTS:
-                log.error(
-                    f"worker {worker.index} died before serving {worker.failed_starts} times in a row, stopping",
-                    worker_index=worker.index,
-                    status=status,
-                )
-                self.status = 1
-                self._stop(None)
-                return
-        if ran > RESTART_LAST:
-            worker.delay = RESTART_FIRST
-        worker.start_at = time.monotonic() + worker.delay
-        log.warning("worker died, restarting it", worker_index=worker.index, status=status, restart_in=worker.delay)
-        worker.delay = min(worker.delay * 2, RESTART_LAST)
+        delay = worker.restarts.died(self.clock(), worker.serving)
+        if delay is None:
+            log.error(
+                f"worker {worker.index} died before serving {START_ATTEMPTS} times in a row, stopping",
+                worker_index=worker.index,
+                status=status,
+            )
+            self.status = 1
+            self._stop(None)
+            return
+        worker.start_at = self.clock() + delay
+        log.warning("worker died, restarting it", worker_index=worker.index, status=status, restart_in=delay)
 
     def _stop(self, signal_name: str | None) -> None:
         if self.stopping_since is not None:
@@ -242,7 +335,7 @@ class Supervisor:
             return
         if signal_name is not None:
             log.info("stopping", signal=signal_name)
-        self.stopping_since = time.monotonic()
+        self.stopping_since = self.clock()
         for worker in self.workers:
             worker.start_at = None
             worker.sock.close()  # nothing will serve it again: new connections are refused, not queued

@@ -1,13 +1,19 @@
 """What the docker and swarm sources share: the Docker Engine's address, what talking to it can
 raise, the version label rule, and following its event stream: read, re-read on every event that
 concerns the target, keep the last version while waiting, reconnect with back-off when the
-engine goes away."""
+engine goes away.
+
+An engine (or a proxy in front of it) can go silent without closing the connection, and its
+event stream says nothing while nothing happens: the two look alike. So an event stream quiet
+for `silence` seconds (--docker-timeout) is reopened and the state read again, every request
+has a deadline of at most REQUEST_TIMEOUT, and a silent engine is noticed within `silence` plus
+that deadline."""
 
 import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -24,7 +30,10 @@ DEFAULT_LABELS = ("org.opencontainers.image.version", "org.opencontainers.image.
 # The event stream is asked to replay this many seconds before it was opened: a change made
 # while it was connecting is then still seen (a replayed event only costs one more read).
 EVENT_REPLAY_SECONDS = 5
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5)
+# Every request but the event stream ends within this many seconds (or --docker-timeout if shorter).
+REQUEST_TIMEOUT = 10.0
+# Seconds an event stream may stay quiet before it is reopened and the state read again.
+DEFAULT_SILENCE = 30.0
 # Reconnect delays double from the first to the last; a connection that lasted longer than
 # the last resets them, so an engine restart is noticed quickly and a dead engine costs nothing.
 RETRY_FIRST, RETRY_LAST = 0.5, 10.0
@@ -83,8 +92,12 @@ class EngineSource(Source):
         label: str | None = None,
         host: str | None = None,
         fallback: str | None = None,
+        silence: float = DEFAULT_SILENCE,
         environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`silence`: seconds without an event after which the stream is reopened and the state read
+        again; `clock`: what tells the time for the re-read schedule (tests pass a stand-in)."""
         environ = os.environ if environ is None else environ
         self.target = target
         self.origin = f"{self.setting} {target}"
@@ -95,6 +108,9 @@ class EngineSource(Source):
         if not self.host.startswith(("unix://", "tcp://", "http://", "https://")):
             raise SourceError(f"DOCKER_HOST: must be a unix://, tcp://, http:// or https:// address, got {self.host!r}")
         self.fallback = fallback
+        self.silence = silence
+        self.request_timeout = min(REQUEST_TIMEOUT, silence)
+        self.clock = clock
         self.log = get_logger(f"sidecar.sources.{self.name}")
         self._last_reading: Reading | None = None
         self._engine_lost = False
@@ -115,7 +131,7 @@ class EngineSource(Source):
                 reading = await self._read_and_report(docker)
         except ENGINE_ERRORS as error:
             raise SourceError(
-                f"{self.host_origin} {self.host}: cannot read the {self.what}: {describe(error)}"
+                f"{self.host_origin} {self.host}: cannot read the {self.what}: {self._describe(error)}"
             ) from None
         if reading.version is None and self.fallback is not None:
             self.log.info(f"serving the fallback version until the {self.what} is ready", version=self.fallback)
@@ -125,12 +141,14 @@ class EngineSource(Source):
     async def follow(self, publish: Publish) -> None:
         delay = RETRY_FIRST
         while True:
-            connected_at = time.monotonic()
+            connected_at = self.clock()
             try:
                 reason = await self._watch(publish)
             except ENGINE_ERRORS as error:
-                reason = describe(error)
-            if time.monotonic() - connected_at > RETRY_LAST:
+                reason = self._describe(error)
+            if reason is None:  # only quiet: reopened at once
+                continue
+            if self.clock() - connected_at > RETRY_LAST:
                 delay = RETRY_FIRST
             self._engine_lost = True
             self.problem = f"Docker Engine at {self.host}: {reason}"
@@ -139,11 +157,18 @@ class EngineSource(Source):
             delay = min(delay * 2, RETRY_LAST)
 
     def _client(self) -> aiodocker.Docker:
-        return aiodocker.Docker(url=self.host, timeout=REQUEST_TIMEOUT)
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout, connect=self.request_timeout)
+        return aiodocker.Docker(url=self.host, timeout=timeout)
 
-    async def _watch(self, publish: Publish) -> str:
-        """Read, then re-read on every event about the target (and when `_reread_after` says);
-        returns why the stream ended."""
+    def _describe(self, error: BaseException) -> str:
+        if isinstance(error, TimeoutError):
+            return f"no answer within {self.request_timeout:g} s"
+        return describe(error)
+
+    async def _watch(self, publish: Publish) -> str | None:
+        """Read, then re-read on every event about the target and, whatever else the engine says,
+        when `_reread_after` says; returns why the stream ended, or None when it was quiet for
+        `silence` seconds (the caller reopens it: a silent connection is found out that way)."""
         async with self._client() as docker:
             events = docker.events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
             stream = asyncio.create_task(
@@ -157,20 +182,32 @@ class EngineSource(Source):
                 if self._engine_lost:
                     self.log.info("docker engine reachable again", host=self.host)
                     self._engine_lost = False
-                ended = False
-                while not ended:
+                heard_at = read_at = self.clock()
+                while True:
+                    after = self._reread_after(reading)
+                    next_read = read_at + after if after is not None else float("inf")
+                    deadline = min(next_read, heard_at + self.silence)
                     try:
-                        event = await asyncio.wait_for(events.get(), self._reread_after(reading))
+                        event = await asyncio.wait_for(events.get(), max(0.0, deadline - self.clock()))
                     except TimeoutError:
-                        event = {}  # no event in time: read again anyway
+                        event = {}  # nothing in time
                     if event is None:  # aiodocker's end-of-stream mark
                         break
-                    if event and not self._concerns_target(event):
-                        continue
+                    now = self.clock()
+                    if event:
+                        heard_at = now
+                    elif now >= heard_at + self.silence:
+                        return None
+                    if now < next_read and not (event and self._concerns_target(event)):
+                        continue  # the schedule is kept whatever unrelated events come
                     # One read covers a burst of events (a deploy sends several at once).
+                    ended = False
                     while not ended and not events.queue.empty():
                         ended = events.queue.get_nowait() is None
                     reading = await self._update(docker, publish)
+                    read_at = self.clock()
+                    if ended:
+                        break
                 return await _why_ended(stream)
             finally:
                 stream.cancel()

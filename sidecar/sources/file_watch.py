@@ -22,12 +22,18 @@ _EVENT_HEAD = struct.Struct("iIII")  # wd, mask, cookie, len; then `len` bytes o
 
 
 class FileWatch:
-    """Sets `changed` each time `path` is completely written or renamed into place."""
+    """Sets `changed` each time `path` is completely written or renamed into place, or the link
+    it reads through is: Kubernetes mounts a ConfigMap's key as `version -> ..data/version` and
+    updates it by renaming a new `..data` link over the old one, which the file's own name never
+    sees."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.changed = asyncio.Event()
         self._fd: int | None = None
+        self._names = {os.fsencode(path.name)}
+        if path.is_symlink() and not (target := Path(os.readlink(path))).is_absolute():
+            self._names.add(os.fsencode(target.parts[0]))
 
     def start(self) -> bool:
         """Begin watching; False (and polling alone) where inotify is not available."""
@@ -48,7 +54,6 @@ class FileWatch:
 
     def _read_events(self) -> None:
         assert self._fd is not None
-        name = os.fsencode(self.path.name)
         try:
             while True:
                 data = os.read(self._fd, 65536)
@@ -58,7 +63,7 @@ class FileWatch:
                 while offset + _EVENT_HEAD.size <= len(data):
                     _, _, _, length = _EVENT_HEAD.unpack_from(data, offset)
                     offset += _EVENT_HEAD.size
-                    if data[offset : offset + length].rstrip(b"\0") == name:
+                    if data[offset : offset + length].rstrip(b"\0") in self._names:
                         self.changed.set()
                     offset += length
         except BlockingIOError:

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import StartSidecar
 from tests.docker.engine import Engine, PrivateEngine
 from tests.docker.socket_proxy import running_socket_proxy
+from tests.docker.stalling_relay import stalling_relay
 from tests.docker.version_listener import VersionListener
 from tests.sidecar_process import SidecarProcess, logged
 from tests.waiting import wait_until
@@ -283,6 +284,37 @@ def test_a_read_only_socket_proxy_is_enough(engine: Engine, follow_app: FollowAp
         assert app.sidecar.health()["status"] == "ok"
     refusals = [line for line in proxy_log.read_text().splitlines() if line.startswith("refused")]
     assert refusals == ["refused POST /containers/create", "refused GET /info", "refused DELETE /images/x"]
+
+
+def test_an_engine_gone_silent_without_closing_is_noticed_and_a_deploy_meanwhile_announced(
+    engine: Engine, follow_app: FollowApp
+) -> None:
+    """Through a relay that stops passing bytes but closes nothing (a firewall dropping packets, a
+    hung proxy): --docker-timeout 2, so the sidecar must say so within 2 + 2 s."""
+    if not engine.host.startswith("unix://"):
+        raise AssertionError(f"this test relays a unix socket; DOCKER_HOST is {engine.host}")
+    with stalling_relay(engine.host.removeprefix("unix://")) as relay:
+        app = follow_app(engine, env={"DOCKER_HOST": relay.url, "SIDECAR_DOCKER_TIMEOUT": "2"})
+        sidecar = app.sidecar
+        assert sidecar.health()["status"] == "ok"
+
+        relay.stall()
+        app.deploy(app.image("2.0.0"))  # made while the engine cannot be heard
+        wait_until(
+            lambda: sidecar.health()["status"] == "degraded",
+            "the silent engine noticed",
+            timeout=30,
+            details=sidecar.logs,
+        )
+        health = sidecar.health()
+        assert health["version"] == "1.0.0"
+        assert f"Docker Engine at {relay.url}: no answer within 2 s" == health["problem"]
+
+        relay.resume()
+        app.browser.wait_for("2.0.0")
+        wait_until(lambda: sidecar.health()["status"] == "ok", "healthy again", timeout=30, details=sidecar.logs)
+        assert app.browser.changes() == ["1.0.0", "2.0.0"]
+        assert logged(sidecar, "docker engine reachable again")
 
 
 def test_an_unreachable_engine_at_start_stops_the_sidecar_with_one_line(

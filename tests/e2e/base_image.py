@@ -14,13 +14,22 @@ IMAGE = f"version-sidecar-e2e/debian:{SUITE}"
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
+def _remove(rootfs: Path) -> None:
+    """Remove a partial root file system, first unmounting what a killed debootstrap left mounted
+    in it (its /proc): rmtree cannot remove a mount, and the next debootstrap would then fail."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if Path(m).is_relative_to(rootfs)), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", mount], check=True)
+    shutil.rmtree(rootfs, ignore_errors=True)
+
+
 def _debootstrap() -> None:
     """Make TARBALL (a few minutes, once per machine)."""
     if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
         raise AssertionError("debootstrap is not installed: apt-get install debootstrap")
     CACHE.mkdir(parents=True, exist_ok=True)
     rootfs = CACHE / "rootfs.partial"
-    shutil.rmtree(rootfs, ignore_errors=True)
+    _remove(rootfs)
     subprocess.run(
         ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs), MIRROR],
         check=True,
@@ -35,7 +44,7 @@ def _debootstrap() -> None:
     partial = TARBALL.with_suffix(".partial")
     subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True)
     partial.rename(TARBALL)
-    shutil.rmtree(rootfs, ignore_errors=True)
+    _remove(rootfs)
 
 
 def ensure_base_image(docker: list[str]) -> str:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from playwright.sync_api import Browser, Page
+
 from tests.sidecar_process import REPO
 
 # What a project using the sidecar holds: the example app, the sidecar, the deploy files.
@@ -45,3 +47,18 @@ def make_project(project: Path) -> None:
     )
     for own in wheelhouse.glob("version_sidecar-*.whl"):
         own.unlink()
+
+
+def compose(project: Path, env: dict[str, str], *args: str) -> str:
+    """docker-compose ARGS in the project; its output, whether it succeeded or not."""
+    done = subprocess.run(["docker-compose", *args], cwd=project, env=env, capture_output=True, text=True)
+    return done.stdout + done.stderr
+
+
+def open_tab(browser: Browser, url: str) -> tuple[Page, list[str]]:
+    """A new tab on `url`, and the list its console lines are appended to."""
+    page = browser.new_context().new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.goto(url)
+    return page, console

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from tests.browser.conftest import ARTIFACTS, wait_for_version
 from tests.docker.engine import DOCKER_CLI as DOCKER
-from tests.e2e.project import git, make_project
+from tests.e2e.project import compose, git, make_project, open_tab
 from tests.sidecar_process import free_port
 from tests.waiting import wait_until
 
@@ -41,11 +41,6 @@ def build_step_cached(output: str, step: str) -> bool:
     found = re.search(rf"^#(\d+) \[build \d+/\d+\] .*{re.escape(step)}", output, re.MULTILINE)
     assert found, f"no build step with {step!r} in:\n{output}"
     return re.search(rf"^#{found.group(1)} CACHED$", output, re.MULTILINE) is not None
-
-
-def compose(project: Path, env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(["docker-compose", *args], cwd=project, env=env, capture_output=True, text=True)
-    return done.stdout + done.stderr
 
 
 @pytest.fixture
@@ -87,14 +82,6 @@ def container_config(env: dict[str, str], container: str) -> dict[str, Any]:
     done = subprocess.run([DOCKER, "inspect", container], env=env, capture_output=True, text=True, check=True)
     config: dict[str, Any] = json.loads(done.stdout)[0]["Config"]
     return config
-
-
-def open_tab(browser: Browser, url: str) -> tuple[Page, list[str]]:
-    page = browser.new_context().new_page()
-    console: list[str] = []
-    page.on("console", lambda message: console.append(message.text))
-    page.goto(url)
-    return page, console
 
 
 def test_each_deploy_reaches_the_open_tab_and_a_broken_one_fails(

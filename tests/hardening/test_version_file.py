@@ -140,3 +140,19 @@ def test_a_rejected_value_is_logged_escaped_and_cut_short(followed: Followed) ->
     assert "hunter2-hunter2-hunter2-hunter2-" not in logs
     rejected = [event for event in followed.sidecar.log_events() if event["event"] == "version rejected"]
     assert [event["value"] for event in rejected] == ["password=hunter2-hunter2-hunter2... (338 characters)"]
+
+
+def test_a_version_file_recreated_10000_times_in_a_second_is_summarised(followed: Followed) -> None:
+    # Each flap was a warning and a recovery line: 1,300 lines for a second of this.
+    for _ in range(10_000):
+        followed.version_file.unlink()
+        followed.version_file.write_text("v1\n")
+    followed.replace_with_good_file("v2")
+    about_the_file = [
+        event
+        for event in followed.sidecar.log_events()
+        if str(event["event"]).startswith(("source error", "source recovered"))
+    ]
+    # The first of each kind at once; the rest counted in a summary line per 10 s.
+    at_once = [event["event"] for event in about_the_file if "count" not in event]
+    assert len(at_once) == len(set(at_once)) <= 2, about_the_file

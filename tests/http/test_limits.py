@@ -2,6 +2,9 @@
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
 
 from sidecar.client import Client
 from sidecar.hub import Hub
@@ -81,6 +84,41 @@ async def test_the_kernel_aborts_a_connection_left_unacknowledged_past_the_send_
         assert server_socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 300
     finally:
         sock.close()
+
+
+async def test_a_stream_ended_while_its_connection_closes_is_not_finished_as_a_response(
+    make_sidecar: MakeSidecar,
+) -> None:
+    """A stream that ends while its connection is closing (its unsent data still waiting, so
+    aiohttp has not heard of the loss yet) ends its handler cancelled: there is no connection left
+    to write the end of the response on."""
+    outcomes: list[str] = []
+
+    @web.middleware
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            outcomes.append(f"{request.path} cancelled")
+            raise
+        outcomes.append(f"{request.path} returned")
+        return response
+
+    sidecar = await make_sidecar(heartbeat=3600, max_buffer=16384, middlewares=[record])
+    sock, silent = await _silent_reader(sidecar)
+    try:
+        await _fill(sidecar.hub, silent, until="waiting")
+        silent.transport.close()  # closing, not closed: the unsent data keeps it open
+        sidecar.hub.leave(silent, "ended while closing")
+        for _ in range(200):
+            if outcomes:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        sock.close()
+    assert outcomes == ["/events/version cancelled"]
 
 
 async def test_wrong_methods_and_unknown_paths(make_sidecar: MakeSidecar) -> None:

@@ -1,39 +1,33 @@
 """A real nginx (Debian's package) in the foreground with its own prefix, serving the shipped
 snippet in front of a sidecar and a stand-in app, on 127.0.0.1 and a free port."""
 
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.sidecar_process import REPO, free_port
+from tests.proxy_process import ProxyProcess, binary
+from tests.sidecar_process import REPO
 
 SNIPPET = REPO / "nginx" / "version-sidecar.conf"
 SHIPPED_READ_TIMEOUT = "proxy_read_timeout 300s;"
 
 
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-    if found is None:
-        raise AssertionError("nginx is not installed: apt-get install nginx (Debian's package)")
-    return found
+    return binary("nginx")
 
 
 def snippet_with_read_timeout(seconds: float | None) -> str:
     """The shipped snippet, with its read timeout shortened for a test (None: as shipped)."""
     text = SNIPPET.read_text(encoding="utf-8")
-    assert text.count(SHIPPED_READ_TIMEOUT) == 1, "the snippet's read timeout line moved: update this test"
     if seconds is None:
         return text
+    assert text.count(SHIPPED_READ_TIMEOUT) == 1, "the snippet's read timeout line moved: update this test"
     return text.replace(SHIPPED_READ_TIMEOUT, f"proxy_read_timeout {seconds}s;")
 
 
-class NginxServer:
+class NginxServer(ProxyProcess):
     """nginx -p PREFIX -c nginx.conf, with the snippet included in a server that turns gzip on
     for event streams and buffers every response (nginx's default)."""
 
@@ -41,12 +35,9 @@ class NginxServer:
         self, prefix: Path, sidecar_port: int | Sequence[int], app_port: int, read_timeout: float | None = None
     ) -> None:
         """`sidecar_port`: one sidecar, or several, as an upstream of that many servers."""
+        super().__init__(prefix)
         sidecar_ports = [sidecar_port] if isinstance(sidecar_port, int) else list(sidecar_port)
         sidecar_servers = " ".join(f"server 127.0.0.1:{port};" for port in sidecar_ports)
-        self.prefix = prefix
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        prefix.mkdir(parents=True, exist_ok=True)
         (prefix / "version-sidecar.conf").write_text(snippet_with_read_timeout(read_timeout), encoding="utf-8")
         (prefix / "nginx.conf").write_text(
             f"""
@@ -79,41 +70,12 @@ http {{
 """,
             encoding="utf-8",
         )
-        self._log = (prefix / "stderr.log").open("ab")
-        self.process = subprocess.Popen(
-            [nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self.start(
+            [nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
         )
-        self._wait_listening()
 
-    def _wait_listening(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"nginx exited with {self.process.returncode}:\n{self.errors()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"nginx not listening after {timeout} s:\n{self.errors()}") from None
-                time.sleep(0.05)
-
-    def errors(self) -> str:
-        self._log.flush()
-        logs = [self.prefix / "stderr.log", self.prefix / "error.log"]
-        return "\n".join(path.read_text(errors="replace") for path in logs if path.exists())
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # fast shutdown: open streams are cut
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+    def log_files(self) -> list[Path]:
+        return [self.log_path, self.prefix / "error.log"]
 
 
 class _StandInApp(BaseHTTPRequestHandler):

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import StartSidecar
+from tests.metric_samples import parse_samples
 from tests.sidecar_process import SidecarProcess, free_port
 from tests.sse_client import StreamReader
 from tests.waiting import wait_until
@@ -206,3 +208,131 @@ def test_a_second_stop_signal_during_shutdown_still_exits_0(start_sidecar: Start
         os.kill(pids[1], signal.SIGCONT)
     assert sidecar.stop(None, timeout=15) == 0, sidecar.logs()
     wait_gone(pids)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(["--workers", "2"], ["--workers", "2"]), ([], ["--workers", "2"]), (["--workers", "2"], [])],
+    ids=["workers-then-workers", "single-then-workers", "workers-then-single"],
+)
+async def test_a_port_another_host_serves_stops_start_up_and_leaves_that_host_alone(
+    start_sidecar: StartSidecar, tmp_path: Path, first: list[str], second: list[str]
+) -> None:
+    # SO_REUSEPORT let a second --workers host join the first: the kernel split the tabs between them.
+    version_file, source = file_source(tmp_path)
+    host = start_sidecar([*source, *first])
+    if first:
+        serving_workers(host, 2)
+    async with aiohttp.ClientSession() as session:
+        stream = await open_stream(session, host)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "sidecar", "--port", str(host.port), *source, *second],
+            env={k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"version-sidecar: error: --port {host.port}: cannot listen on 127.0.0.1: ")
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        # Every new connection still reaches the first host, which counts each stream.
+        streams = [await open_stream(session, host) for _ in range(10)]
+        assert health(host)["clients"] == 1 + len(streams)
+        version_file.write_text("v2\n")
+        for each in [stream, *streams]:
+            assert await received(each, "v2")
+    assert host.process.poll() is None
+
+
+async def test_each_worker_holds_no_more_streams_than_its_open_files_limit_allows(
+    start_sidecar: StartSidecar,
+) -> None:
+    # 68 open files: 36 connections and 4 streams per process, a host cap of 8. With worker 1
+    # frozen, worker 0 alone answers: it must refuse its 5th stream although the host has room.
+    sidecar = start_sidecar(
+        ["--workers", "2"],
+        env={"APP_VERSION": "v1"},
+        rlimits={resource.RLIMIT_NOFILE: (68, 68)},
+    )
+    workers = serving_workers(sidecar, 2)
+    lowered = [e for e in sidecar.log_events() if e["event"] == "--max-clients does not fit under the open-files limit"]
+    assert [e["streams_held_at_most"] for e in lowered] == [8]
+    frozen = next(worker["pid"] for worker in workers if worker["worker"] == 1)
+    os.kill(frozen, signal.SIGSTOP)  # its connections wait in its queue; the test gives up on them
+    try:
+        accepted: list[StreamReader] = []
+        statuses: list[int] = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            for _ in range(60):
+                try:
+                    response = await session.get(f"{sidecar.url}/events/version")
+                except TimeoutError:
+                    continue  # it went to the frozen worker
+                statuses.append(response.status)
+                if response.status == 503:
+                    break
+                accepted.append(StreamReader(response))
+            assert statuses[-1:] == [503], statuses
+            assert len(accepted) <= 4, f"worker 0 held {len(accepted)} streams: {statuses}"
+            for stream in accepted:
+                stream.response.close()
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    assert sidecar.stop() == 0
+
+
+PIDS_CGROUPS = Path("/sys/fs/cgroup/pids")  # the cgroup v1 pids controller; a limit root is held to as well
+
+
+@contextlib.contextmanager
+def no_more_processes(pid: int) -> Iterator[Callable[[], None]]:
+    """Put `pid` alone in a pids cgroup that allows no new process (fork fails with EAGAIN, even
+    for root) while the block runs; yields a function that lifts the limit."""
+    if not (PIDS_CGROUPS / "cgroup.procs").exists():
+        raise AssertionError(f"this test needs the cgroup v1 pids controller at {PIDS_CGROUPS}")
+    group = PIDS_CGROUPS / f"vs-no-fork-{pid}"
+    group.mkdir()
+    try:
+        (group / "cgroup.procs").write_text(str(pid))
+        (group / "pids.max").write_text("1")
+
+        def lift() -> None:
+            (group / "pids.max").write_text("max")
+
+        yield lift
+    finally:
+        for task in (group / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                (PIDS_CGROUPS / "cgroup.procs").write_text(task)
+        group.rmdir()
+
+
+async def test_a_worker_the_host_cannot_fork_is_retried_while_the_other_serves(start_sidecar: StartSidecar) -> None:
+    # A failed fork raised out of the supervisor: the host exited 1 with its healthy worker's tabs.
+    sidecar = start_sidecar(["--workers", "2", "--heartbeat", "0.2"], env={"APP_VERSION": "v1"})
+    workers = serving_workers(sidecar, 2)
+    doomed = next(worker["pid"] for worker in workers if worker["worker"] == 1)
+    async with aiohttp.ClientSession() as session:
+        streams = await streams_on_every_worker(session, sidecar, each=1)
+        with no_more_processes(sidecar.process.pid) as lift:
+            os.kill(doomed, signal.SIGKILL)
+
+            def fork_failures() -> list[dict[str, object]]:
+                failed = supervisor_events(sidecar, "cannot start a worker, retrying")
+                return failed if len(failed) >= 3 else []
+
+            failed = wait_until(fork_failures, "three failed forks", timeout=30, details=sidecar.logs)
+            assert [line["retry_in"] for line in failed[:3]] == [0.5, 1.0, 2.0]  # after the first 0.25 s
+            assert sidecar.process.poll() is None, "the supervisor kept going"
+            hearing = [stream for stream in streams if await received(stream, "v1")]  # heartbeats
+            assert len(hearing) == len(streams) - 1, "the other worker's tabs keep hearing"
+            answer = health(sidecar)
+            assert (answer["status"], answer["problem"]) == ("degraded", "worker 1 is not serving (starting)")
+            samples = parse_samples(await (await session.get(f"{sidecar.url}/metrics")).text())
+            assert samples["version_sidecar_worker_fork_failures_total", ()] >= 3
+
+            lift()
+            serving_workers(sidecar, 2, timeout=30)
+        assert health(sidecar)["status"] == "ok"
+    assert sidecar.stop() == 0

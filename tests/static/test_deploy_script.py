@@ -2,6 +2,7 @@
 taken from git (with -dirty), and a dry run that prints what it would do."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -112,8 +113,9 @@ def test_an_app_only_commit_keeps_the_sidecar_version(project: Path) -> None:
     assert first_sidecar == second_sidecar
 
 
-def build(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def build(project: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("APP_VERSION", "SIDECAR_VERSION")}
+    env.update(variables)
     return subprocess.run(["./build.sh", *args], cwd=project, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -203,7 +205,8 @@ def test_the_dependencies_are_installed_before_the_code_is_copied() -> None:
 
 
 FAKE_DOCKER = r"""#!/usr/bin/env bash
-# A stand-in docker client. `compose ps -q SERVICE` prints $FAKE/ps-SERVICE; `inspect ID` prints
+# A stand-in docker client. `compose ps -q SERVICE` prints $FAKE/ps-SERVICE (after `up`, once,
+# $FAKE/ps-SERVICE.after-up replaces it); `compose exec` is logged to $FAKE/exec; `inspect ID` prints
 # $FAKE/inspect-ID, or when $FAKE/gone-ID exists, prints its first line as docker's error and
 # replaces ps-app with its other lines (the container went away; compose may have made another).
 fake="$FAKE_DOCKER_STATE"
@@ -220,7 +223,15 @@ case "$1" in
         ;;
     compose)
         if [[ "$2" == ps ]]; then
+            # A container replaced by `up`: ps lists its successor from then on.
+            if [[ -e "$fake/up" && -e "$fake/ps-${*: -1}.after-up" ]]; then
+                mv "$fake/ps-${*: -1}.after-up" "$fake/ps-${*: -1}"
+            fi
             cat "$fake/ps-${*: -1}" 2>/dev/null
+        elif [[ "$2" == up ]]; then
+            touch "$fake/up"
+        elif [[ "$2" == exec ]]; then
+            echo "${*:3}" >>"$fake/exec"
         fi
         ;;
 esac
@@ -242,8 +253,8 @@ def fake_docker(tmp_path: Path, project: Path) -> Path:
     return state
 
 
-def deploy_with(project: Path, fake: Path) -> subprocess.CompletedProcess[str]:
-    return run(project, "--timeout", "20", DOCKER=str(fake / "docker"), FAKE_DOCKER_STATE=str(fake))
+def deploy_with(project: Path, fake: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    return run(project, "--timeout", "20", DOCKER=str(fake / "docker"), FAKE_DOCKER_STATE=str(fake), **variables)
 
 
 def test_a_container_replaced_while_being_checked_is_looked_up_again(project: Path, fake_docker: Path) -> None:
@@ -278,3 +289,107 @@ def test_another_inspect_failure_is_named_in_one_line(project: Path, fake_docker
 def test_help_says_what_the_scripts_need(project: Path) -> None:
     assert "Needs bash 4.4 or newer and Linux" in run(project, "--help").stdout
     assert "Needs bash 4.4 or newer and Linux" in build(project, "--help").stdout
+
+
+def variables_read(script: str) -> set[str]:
+    """The environment variables a script reads: each is read as ${NAME:-default}, ${NAME-...},
+    ${NAME:+...} or ${NAME:-} (a variable of its own is set first and read as $name)."""
+    text = (REPO / script).read_text(encoding="utf-8")
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):?[-+]", text))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_lists_every_variable_the_script_reads(project: Path, script: str) -> None:
+    read = variables_read(script) | (variables_read("build.sh") if script == "deploy.sh" else set())
+    assert {"APP_CONTEXT", "SIDECAR_CONTEXT", "BASE_IMAGE", "PIP_NO_INDEX"} <= read  # build.sh's, read by both
+    if script == "deploy.sh":
+        assert {"APP_SERVICE", "DOCKER_SOCKET", "DOCKER_SOCKET_GID", "NGINX_SERVICE"} <= read
+    done = subprocess.run([f"./{script}", "--help"], cwd=project, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listed = set(re.findall(r"^  ([A-Z][A-Z0-9_]*)", done.stdout, re.MULTILINE))
+    listed |= set(re.findall(r"^  [A-Z_]+, ([A-Z][A-Z0-9_]*)", done.stdout, re.MULTILINE))
+    assert read <= listed, f"--help of {script} does not list {sorted(read - listed)}"
+    if script == "deploy.sh":
+        assert "SIDECAR_DOCKER_PROJECT" in done.stdout and "COMPOSE_FILE" in listed
+
+
+@pytest.fixture
+def foreign_project(tmp_path: Path) -> Path:
+    """A user's repository: their app in web/, the sidecar's Dockerfile in version-sidecar/, and
+    the two scripts copied in; one commit."""
+    project = tmp_path / "shop"
+    (project / "web").mkdir(parents=True)
+    (project / "web/Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
+    (project / "version-sidecar").mkdir()
+    (project / "version-sidecar/Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
+    (project / "compose.yaml").write_text("services: {}\n", encoding="utf-8")
+    for name in SCRIPTS:
+        shutil.copy2(REPO / name, project / name)
+    git(project, "init", "-q")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "first")
+    return project
+
+
+FOREIGN = {"APP_SERVICE": "web", "APP_CONTEXT": "web", "APP_IMAGE": "shop", "SIDECAR_CONTEXT": "version-sidecar"}
+
+
+def test_another_app_is_built_from_its_own_contexts(foreign_project: Path) -> None:
+    sha = git(foreign_project, "rev-parse", "--short", "HEAD")
+    done = run(foreign_project, "--dry-run", **FOREIGN)
+    assert done.returncode == 0, done.stderr
+    assert f"--tag shop:{sha} web\n" in done.stderr
+    assert f"--tag version-sidecar:{sha} version-sidecar\n" in done.stderr
+    named = run(foreign_project, "--dry-run", **FOREIGN, APP_DOCKERFILE="web/Dockerfile")
+    assert f"--tag shop:{sha} --file web/Dockerfile web\n" in named.stderr
+
+
+def test_a_missing_build_context_is_a_clear_error(foreign_project: Path) -> None:
+    done = run(foreign_project, "--dry-run", **{**FOREIGN, "SIDECAR_CONTEXT": "sidecar"})
+    assert done.returncode == 1
+    assert "build.sh: error: build context sidecar is not a folder in" in done.stderr
+    # The example's defaults do not fit this repository: said, not built.
+    assert "build context examples/app is not a folder" in run(foreign_project, "--dry-run").stderr
+
+
+def test_another_apps_sidecar_is_versioned_by_its_own_folder(foreign_project: Path) -> None:
+    def sidecar_version() -> str:
+        done = build(foreign_project, "--print-versions", **FOREIGN)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()[1].removeprefix("SIDECAR_VERSION=")
+
+    before = sidecar_version()
+    (foreign_project / "web/index.html").write_text("v2\n", encoding="utf-8")
+    git(foreign_project, "add", ".")
+    git(foreign_project, "commit", "-q", "-m", "the app only")
+    assert sidecar_version() == before
+    with (foreign_project / "version-sidecar/Dockerfile").open("a", encoding="utf-8") as dockerfile:
+        dockerfile.write("# a new release\n")
+    git(foreign_project, "commit", "-q", "-am", "a new sidecar")
+    assert sidecar_version() != before
+
+
+def test_another_apps_services_are_waited_for_and_its_proxy_reloaded(foreign_project: Path, fake_docker: Path) -> None:
+    sha = git(foreign_project, "rev-parse", "--short", "HEAD")
+    (fake_docker / "ps-app").unlink()  # the app's service is web: waiting on `app` would fail
+    (fake_docker / "ps-web").write_text("www\n", encoding="utf-8")
+    (fake_docker / "inspect-www").write_text(f"healthy 0 {sha}\n", encoding="utf-8")
+    (fake_docker / "ps-vs").write_text("old-sidecar\n", encoding="utf-8")
+    (fake_docker / "ps-vs.after-up").write_text("new-sidecar\n", encoding="utf-8")
+    (fake_docker / "ps-proxy").write_text("proxy-1\n", encoding="utf-8")  # the user's nginx runs
+    done = deploy_with(foreign_project, fake_docker, **FOREIGN, SIDECAR_SERVICE="vs", NGINX_SERVICE="proxy")
+    assert done.returncode == 0, done.stderr
+    assert f"deploy.sh: deployed app {sha}: 1 healthy container(s) of shop:{sha}\n" in done.stderr
+    assert (fake_docker / "exec").read_text(encoding="utf-8") == "-T proxy nginx -s reload\n"
+    assert "deploy.sh: the sidecar was replaced: nginx reloaded to reach the new one" in done.stderr
+
+
+def test_without_a_proxy_service_the_user_is_told_to_reload_theirs(foreign_project: Path, fake_docker: Path) -> None:
+    sha = git(foreign_project, "rev-parse", "--short", "HEAD")
+    (fake_docker / "ps-web").write_text("www\n", encoding="utf-8")
+    (fake_docker / "inspect-www").write_text(f"healthy 0 {sha}\n", encoding="utf-8")
+    (fake_docker / "ps-sidecar.after-up").write_text("new-sidecar\n", encoding="utf-8")
+    done = deploy_with(foreign_project, fake_docker, **FOREIGN, NGINX_SERVICE="")
+    assert done.returncode == 0, done.stderr
+    assert not (fake_docker / "exec").exists()
+    assert "deploy.sh: the sidecar was replaced: reload your proxy so it reaches the new one" in done.stderr

@@ -5,7 +5,9 @@ for the label's build arg, the numbers docs/performance.md quotes."""
 import fnmatch
 import re
 
+from sidecar import hub, logs, workers
 from sidecar.config import Settings
+from sidecar.sources import engine, swarm
 from tests.docker.engine import APP_DOCKERFILE
 from tests.docs import read, section
 from tests.sidecar_process import REPO
@@ -40,11 +42,14 @@ def test_the_tests_section_describes_every_tier() -> None:
     assert described - tiers == set(), "docs/tests.md describes tiers that do not exist"
 
 
-def test_the_e2e_tier_deploys_as_often_as_readme_says() -> None:
-    deploys = len(re.findall(r"\bdeploy\(project, env", (REPO / "tests/e2e/test_deploy.py").read_text()))
-    said = {2: "twice", 3: "three times", 4: "four times"}[deploys]
-    assert f"deploys them {said}" in section(README, "Adopting it in your app")
-    assert f"`deploy.sh` {said}" in TESTS
+def test_the_e2e_tier_deploys_as_often_as_the_docs_say() -> None:
+    def said(test: str) -> str:
+        deploys = len(re.findall(r"\b(?:start_)?deploy\(project, env", (REPO / "tests/e2e" / test).read_text()))
+        return {2: "twice", 3: "three times", 4: "four times"}[deploys]
+
+    assert f"`deploy.sh` {said('test_deploy.py')}" in TESTS
+    assert f"deploys it {said('test_adoption.py')}" in section(README, "Adopting it in your app")
+    assert f"deploys it {said('test_adoption.py')}" in TESTS
 
 
 def test_what_ci_run_does_is_what_readme_says() -> None:
@@ -91,3 +96,28 @@ def test_quoted_client_numbers_say_how_max_clients_was_set() -> None:
     [raised] = re.findall(r'"--max-clients", str\((\d+) \* self\.workers\)', bench)
     performance = read("docs/performance.md")
     assert f"`--max-clients` raised to {int(raised):,} for the run; the default is {default:,}" in performance
+
+
+def test_the_bounds_in_faults_and_limits_are_the_codes() -> None:
+    """Each bound the faults table promises is the constant that keeps it."""
+    faults = section(read("docs/operations.md"), "Faults and limits")
+
+    def row(starting: str) -> str:
+        found = [line for line in faults.splitlines() if line.startswith(f"| {starting}")]
+        assert len(found) == 1, f"one row starting {starting!r}"
+        return found[0]
+
+    silent = row("a Docker Engine or socket proxy that goes silent")
+    bound = Settings().docker_timeout + engine.REQUEST_TIMEOUT
+    assert f"noticed within {bound:g} s (`--docker-timeout` {Settings().docker_timeout:g} s" in silent
+    assert f"no answer within {engine.REQUEST_TIMEOUT:g} s" in silent
+    assert f"after {engine.RETRY_FIRST:g} s doubling to {engine.RETRY_LAST:g} s" in silent
+    busy = row("a busy Swarm manager")
+    assert f"every {swarm.WAITING_REREAD:g} s while it converges and every {swarm.SETTLED_REREAD:g} s" in busy
+    fork = row("the host cannot start a process")
+    assert f"after {workers.RESTART_FIRST:g} s, doubling up to {workers.RESTART_LAST:g} s" in fork
+    assert f"toward the {workers.START_ATTEMPTS} above" in fork
+    stuck = row("a client that stops reading")
+    assert f"within {hub.SEND_TIMEOUT_CHECK:g} s after `--send-timeout` ({Settings().send_timeout:g} s)" in stuck
+    flapping = row("a version file deleted and recreated")
+    assert f"a summary line per {logs.NOISE_PERIOD:g} s" in flapping

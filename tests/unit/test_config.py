@@ -106,6 +106,7 @@ ACCEPTED = [
     ("--docker-host", "http://proxy:2375", "docker_host", "http://proxy:2375"),
     ("--docker-host", "https://proxy:2376", "docker_host", "https://proxy:2376"),
     ("--fallback-version", "1.0", "fallback_version", "1.0"),
+    ("--docker-timeout", "2.5", "docker_timeout", 2.5),
 ]
 REFUSED = [
     ("--port", "-1", "must be between 0 and 65535"),
@@ -129,6 +130,7 @@ REFUSED = [
     ("--docker-target", "Ä", "must be a container, service or project name (letters, digits, _ . -)"),
     ("--docker-host", "/var/run/docker.sock", "must be a unix://, tcp://, http:// or https:// address"),
     ("--docker-label", "a b", "must be a label key such as org.opencontainers.image.version"),
+    ("--docker-timeout", "0", "must be a positive number of seconds"),
     ("--fallback-version", "a\nb", "must be a valid version, but it contains the non-printable character '\\n'"),
 ]
 

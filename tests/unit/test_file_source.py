@@ -2,13 +2,18 @@
 that a completed write is announced at once where inotify works (Linux)."""
 
 import asyncio
+import ctypes
 import os
+import shutil
 import socket
+import threading
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from sidecar.sources import SourceError
+from sidecar.sources import file as file_source
 from sidecar.sources.file import MAX_FILE_BYTES, FileSource
 from sidecar.sources.file_watch import FileWatch
 from tests.waiting import eventually
@@ -51,6 +56,7 @@ async def test_the_file_source_announces_a_write_before_its_next_poll(tmp_path: 
         await asyncio.gather(follower, return_exceptions=True)
 
 
+IN_OPEN = 0x00000020  # <sys/inotify.h>: the file was opened
 TOO_LONG = "is 4097 bytes long; a version file holds at most 4096"
 
 
@@ -171,3 +177,111 @@ async def test_a_file_missing_from_the_start_is_a_problem_from_the_second_poll_o
 
 def test_the_default_poll_interval_is_a_fifth_of_a_second(tmp_path: Path) -> None:
     assert FileSource(tmp_path / "v").poll_interval == 0.2
+
+
+async def test_a_hung_read_is_a_problem_while_the_loop_runs_on_and_the_last_version_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in for a hung network mount: the file's read blocks in its thread until released
+    (or 10 s pass, so that code reading on the loop fails this test instead of hanging it)."""
+    version_file = tmp_path / "version.txt"
+    version_file.write_text("v1\n")
+    hang, release = threading.Event(), threading.Event()
+    hung_reads = 0
+    read_at_most = file_source._read_at_most
+
+    def hanging_read(fd: int, limit: int) -> bytes:
+        nonlocal hung_reads
+        if hang.is_set():
+            hung_reads += 1
+            release.wait(10)
+        return read_at_most(fd, limit)
+
+    monkeypatch.setattr(file_source, "_read_at_most", hanging_read)
+    source = FileSource(version_file, poll_interval=0.01, read_timeout=0.1)
+    seen: list[str] = []
+    follower = asyncio.create_task(source.follow(seen.append))
+    try:
+        await eventually(lambda: seen == ["v1"], "the first read")
+        hang.set()
+        version_file.write_text("v2\n")
+        await eventually(lambda: source.problem, "the hung read to count as a problem", timeout=5)
+        assert (
+            source.problem == f"--version-file {version_file}: reading it has not finished after 0.1 s (a hung mount?)"
+        )
+        problem = source.problem
+        await eventually(lambda: source.problem == problem and hung_reads == 1, "polls waiting on the one hung read")
+        assert seen == ["v1"]
+        hang.clear()
+        release.set()  # the mount answers again: its late value, then the next reads
+        await eventually(lambda: seen == ["v1", "v2"] and source.problem is None, "v2 and the recovery")
+    finally:
+        release.set()
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    assert hung_reads == 1  # one thread held by the hung mount, not one per poll
+
+
+def test_a_device_or_fifo_is_never_opened(tmp_path: Path) -> None:
+    """Its kind is checked before open(): opening a device runs its driver. inotify sees every
+    open of the FIFO, whatever its kind, so the watch tells whether the source opened it."""
+    fifo = tmp_path / "version.txt"
+    os.mkfifo(fifo)
+    libc = ctypes.CDLL(None, use_errno=True)
+    watch = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    assert watch >= 0 and libc.inotify_add_watch(watch, bytes(fifo), IN_OPEN) >= 0
+    try:
+        assert read(fifo) == f"problem: --version-file {fifo}: is a FIFO (named pipe), not a regular file"
+        with pytest.raises(BlockingIOError):  # no event queued: nobody opened it
+            os.read(watch, 4096)
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # the control: an open is seen
+        assert os.read(watch, 4096)
+    finally:
+        os.close(watch)
+
+
+class KubeletVolume:
+    """A ConfigMap (or downward API) volume written the way the kubelet writes one: each payload
+    in a new timestamped hidden directory, `..data` a link to the current one, renamed over
+    atomically, each key a link through it (`version -> ..data/version`), the old payload deleted."""
+
+    def __init__(self, directory: Path, version: str) -> None:
+        self.directory = directory
+        self.updates = 0
+        self.current = self._write_payload(version)
+        (directory / "..data").symlink_to(self.current.name)
+        (directory / "version").symlink_to("..data/version")
+
+    def _write_payload(self, version: str) -> Path:
+        self.updates += 1
+        payload = self.directory / f"..2026_12_04_19_30_{self.updates:02d}.{self.updates:09d}"
+        payload.mkdir()
+        (payload / "version").write_text(version)
+        return payload
+
+    def update(self, version: str) -> None:
+        old, self.current = self.current, self._write_payload(version)
+        (self.directory / "..data_tmp").symlink_to(self.current.name)
+        os.rename(self.directory / "..data_tmp", self.directory / "..data")
+        shutil.rmtree(old)
+
+
+async def test_a_kubernetes_volume_update_is_announced_once_by_the_watch_alone(tmp_path: Path) -> None:
+    """Several updates in a row, each announced once; the poll is an hour away, so each is
+    announced because the watch saw the `..data` link renamed over."""
+    volume = KubeletVolume(tmp_path, "v1")
+    source = FileSource(tmp_path / "version", poll_interval=3600)
+    assert await source.read_initial() == "v1"
+    seen: list[str] = []
+    follower = asyncio.create_task(source.follow(seen.append))
+    try:
+        await asyncio.sleep(0)  # the follower starts its watch before it first waits
+        for number in range(2, 6):
+            volume.update(f"v{number}")
+            await eventually(lambda: seen[-1:] == [f"v{number}"], f"v{number}")  # noqa: B023
+        assert sorted(os.listdir(tmp_path)) == ["..2026_12_04_19_30_05.000000005", "..data", "version"]
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    assert seen == ["v2", "v3", "v4", "v5"]
+    assert source.problem is None

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import cast
 
 import pytest
@@ -61,9 +62,9 @@ class RecordingWriter:
         self.transport.write(b"head+" + data)
 
 
-def make_hub(heartbeat: float = 3600, send_timeout: float = 5) -> Hub:
+def make_hub(heartbeat: float = 3600, send_timeout: float = 5, clock: Callable[[], float] = time.monotonic) -> Hub:
     rules = DropRules(max_buffer=100, send_timeout=send_timeout)
-    return Hub(heartbeat=heartbeat, retry=1000, retry_jitter=0, max_clients=100, drop_rules=rules)
+    return Hub(heartbeat=heartbeat, retry=1000, retry_jitter=0, max_clients=100, drop_rules=rules, clock=clock)
 
 
 def stream_on(transport: RecordingTransport, chunked: bool = True) -> OpenedStream:
@@ -122,7 +123,7 @@ async def test_a_client_too_far_behind_is_dropped_and_the_others_served() -> Non
     assert hub.row.table.read().workers[0].dropped == {"too_slow": 1, "send_timeout": 0}
 
 
-async def test_a_client_whose_data_waits_past_the_send_timeout_is_dropped_at_a_heartbeat() -> None:
+async def test_a_client_whose_data_waits_past_the_send_timeout_is_dropped() -> None:
     # Only the hub's own rule can end this stream: a stand-in transport has no kernel timeout.
     hub, log = make_hub(heartbeat=0.05, send_timeout=0.2), WriteLog()
     hub.publish(check_version("v1"))
@@ -326,3 +327,56 @@ async def test_data_waiting_less_than_the_send_timeout_is_not_dropped() -> None:
     finally:
         hub.stop()
     assert client.ended.result() == "server shutting down"
+
+
+async def test_a_stuck_client_is_dropped_within_a_second_of_the_send_timeout_whatever_the_heartbeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a stand-in clock that the send-timeout check's own waits move on: data that starts
+    waiting at 0 s with --send-timeout 10 and a 30 s heartbeat is dropped after 10 s, by 11 s."""
+    now = [0.0]
+    real_sleep = asyncio.sleep
+
+    async def clock_sleep(delay: float) -> None:
+        task = asyncio.current_task()
+        if task is None or task.get_name() != "send timeouts":
+            return await real_sleep(delay)
+        await real_sleep(0)  # what was due before this wait runs first
+        now[0] += delay
+
+    monkeypatch.setattr(asyncio, "sleep", clock_sleep)
+    hub, log = make_hub(heartbeat=30, send_timeout=10, clock=lambda: now[0]), WriteLog()
+    hub.publish(check_version("v1"))
+    stuck_transport = RecordingTransport("stuck", log)
+    stuck_transport.unsent = 50  # its first event stays unsent, under max_buffer: only time can drop it
+    stuck = await hub.join(stream_on(stuck_transport), "stuck", None)
+    _, reading = await join(hub, "reading", log)
+    dropped_at: list[float] = []
+    stuck.ended.add_done_callback(lambda _: dropped_at.append(now[0]))
+    hub.start()
+    try:
+        await eventually(stuck.ended.done, "the stuck client to be dropped")
+    finally:
+        hub.stop()
+    assert 10 < dropped_at[0] <= 11
+    assert stuck.ended.result() == "send timed out after 10 s"
+    assert stuck_transport.aborted and reading.ended.result() == "server shutting down"
+
+
+async def test_a_stream_that_arrives_while_the_hub_stops_is_ended_at_once() -> None:
+    hub, log = make_hub(), WriteLog()
+    hub.publish(check_version("v1"))
+    transport = RecordingTransport("late", log)
+
+    class StopDuringHead(RecordingWriter):
+        async def write(self, data: bytes, *, drain: bool = True) -> None:
+            await asyncio.sleep(0)
+            hub.stop()  # the shutdown lands while this stream's head goes out
+            await super().write(data, drain=drain)
+
+    stream = OpenedStream(
+        VersionStream(), cast(StreamWriter, StopDuringHead(transport)), cast(asyncio.Transport, transport), True
+    )
+    client = await hub.join(stream, "late", None)
+    assert client.ended.done() and client.ended.result() == "server shutting down"
+    assert not hub.clients

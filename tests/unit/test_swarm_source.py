@@ -1,6 +1,10 @@
 """The swarm source's own logic, without a swarm: when a service has converged, where its version
 label is read, which events concern it, its settings. (Against a real swarm: tests/swarm.)"""
 
+import asyncio
+import itertools
+from typing import Any
+
 import pytest
 
 from sidecar.config import SettingError, load_settings
@@ -153,3 +157,64 @@ def test_swarm_settings() -> None:
         load_settings(["--source", "swarm"], environ={})
     with pytest.raises(SettingError, match=r"^--swarm-service: must be"):
         load_settings(["--swarm-service", "shop web"], environ={})
+
+
+class _Clock:
+    """A stand-in clock, moved on by the stand-in engine: one second per event."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _BusyEngine:
+    """A stand-in for aiodocker.Docker whose event stream never stops: a crash-looping neighbour's
+    container events, none about the followed service, one every second of the stand-in clock."""
+
+    def __init__(self, clock: _Clock, events: int) -> None:
+        self.clock, self.events_left = clock, events
+        self.events = self
+        self.queue: asyncio.Queue[object] = asyncio.Queue()  # what arrived while a read ran: nothing
+        self.ended = asyncio.Event()
+
+    def subscribe(self, create_task: bool) -> "_BusyEngine":
+        return self
+
+    async def run(self, **filters: object) -> None:
+        await self.ended.wait()
+
+    async def get(self) -> dict[str, object] | None:
+        await asyncio.sleep(0)
+        if self.events_left == 0:
+            self.ended.set()
+            return None  # the end of the stream: the test is over
+        self.events_left -= 1
+        self.clock.now += 1.0
+        return {"Type": "container", "Action": "die", "Actor": {"Attributes": {"name": "neighbour"}}}
+
+    async def __aenter__(self) -> "_BusyEngine":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("waiting_for", "period"), [("the update to finish", WAITING_REREAD), (None, SETTLED_REREAD)])
+async def test_a_stream_of_unrelated_events_cannot_put_the_reread_off(waiting_for: str | None, period: float) -> None:
+    clock = _Clock()
+    reads: list[float] = []
+
+    class Followed(SwarmSource):
+        def _client(self) -> Any:
+            return _BusyEngine(clock, events=int(3 * SETTLED_REREAD))
+
+        async def _read(self, docker: Any) -> Reading:
+            reads.append(clock.now)
+            return Reading(None if waiting_for else "2.0", waiting_for, ())
+
+    source = Followed("shop_web", host="unix:///nowhere.sock", clock=clock)
+    assert await source._watch(lambda version: None) is not None  # ends with the stand-in stream
+    gaps = [later - earlier for earlier, later in itertools.pairwise(reads)]
+    assert len(reads) > 2 and all(gap <= period for gap in gaps), f"reads at {reads}"
