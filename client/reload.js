@@ -22,14 +22,19 @@
     reload: data.textReload || "Reload",
     later: data.textLater || "Later",
     countdown: data.textCountdown || "Reloading in {seconds} s.",
+    notes: data.textNotes || "What's new",
     unsaved: data.textUnsaved || "You have unsaved changes, so this page will not reload by itself.",
     broken: data.textBroken || "Part of this page failed to load: it needs a reload."
   };
-  var RELOADED_FOR = "version-sidecar:reloaded-for";
+  var RELOADED_FOR = "version-sidecar:reloaded-for"; // this tab's (sessionStorage)
+  var TRIP = "version-sidecar:reloaded-from-to"; // this tab's last reload: the version it left, the one it wanted
+  var SUPERSEDED = "version-sidecar:superseded"; // the browser's (localStorage)
 
   var pageVersion = document.documentElement.getAttribute("data-app-version") || null;
   var latestVersion = null; // the last version announced
   var offered = null; // the new version the toast (or the app) was told about
+  var notes = null; // the offered version's release notes URL
+  var required = false; // the offered version must be loaded: no Later
   var dismissed = null; // the version the user said "Later" to
   var deadline = 0; // when the countdown reloads (ms since epoch), 0 = it does not
   var formDirty = false;
@@ -39,15 +44,32 @@
     console.log(LOG + text);
   }
 
-  // The reload-loop guard: the version this tab last reloaded for (sessionStorage lives
-  // across reloads; it throws in some sandboxed frames: then there is no guard).
-  function reloadedFor(version) {
+  // Lists of versions kept across reloads, one a line (a version holds no line break), in
+  // "sessionStorage" or "localStorage"; storage throws in some sandboxed frames: then none.
+  function listed(storage, key) {
     try {
-      if (version === undefined) return sessionStorage.getItem(RELOADED_FOR);
-      sessionStorage.setItem(RELOADED_FOR, version);
-    } catch (error) { /* no guard */ }
+      return (window[storage].getItem(key) || "").split("\n");
+    } catch (error) {
+      return [];
+    }
   }
-  if (reloadedFor() === pageVersion) reloadedFor(""); // that reload worked
+  function store(storage, key, text) {
+    try {
+      window[storage].setItem(key, text);
+    } catch (error) { /* not kept */ }
+  }
+  function remember(storage, key, version, kept) {
+    var list = listed(storage, key).filter(function (item) { return item && item !== version; });
+    if (kept) list.push(version);
+    store(storage, key, list.slice(-20).join("\n"));
+  }
+
+  // The loop guard: a tab reloads by itself at most once for a version, however streams and
+  // pages disagree during a rollout. A reload that landed on the version it wanted shows the
+  // version left behind is superseded (the sidecar and the app both moved on).
+  var trip = listed("sessionStorage", TRIP);
+  store("sessionStorage", TRIP, "");
+  if (trip[1] && trip[1] === pageVersion) remember("localStorage", SUPERSEDED, trip[0], true);
 
   // An edited form field is unsaved work: never reload over it by ourselves.
   document.addEventListener("input", function (event) {
@@ -65,7 +87,8 @@
   // update it, tell a new waiting worker to take over (Workbox's SKIP_WAITING message) and
   // reload once it controls the page, or after 5 s at most.
   function reload() {
-    reloadedFor(latestVersion);
+    remember("sessionStorage", RELOADED_FOR, latestVersion, true);
+    store("sessionStorage", TRIP, pageVersion + "\n" + latestVersion);
     log("Reloading for version " + latestVersion);
     var workers = navigator.serviceWorker;
     if (!workers || !workers.controller) return location.reload();
@@ -89,8 +112,9 @@
     }).then(null, go);
   }
 
-  // Called for every version heard, from the stream or from the leader tab.
-  function receive(version) {
+  // Called for every version heard, from the stream or from the leader tab, with its release
+  // notes URL and required flag where the deploy gives them.
+  function receive(version, notesUrl, mustReload) {
     log("Version update received: " + version + " (current: " + (pageVersion || "none yet") + ")");
     latestVersion = version;
     if (!pageVersion) pageVersion = version;
@@ -103,10 +127,12 @@
     if (healChunk()) return;
     if (version === offered || version === dismissed) return; // a heartbeat: already handled
     offered = version;
+    notes = notesUrl || null;
+    required = !!mustReload;
     dismissed = null;
     var event = new CustomEvent("version-sidecar:update", {
       cancelable: true,
-      detail: { oldVersion: pageVersion, newVersion: version }
+      detail: { oldVersion: pageVersion, newVersion: version, notes: notes, required: required }
     });
     if (!window.dispatchEvent(event)) {
       log("New version " + version + ": the page cancelled the update event and handles it");
@@ -118,7 +144,7 @@
       log("New version " + version + " available; the next link loads it in full (silent mode)");
       return;
     }
-    var looped = reloadedFor() === version; // we reloaded for it, yet the page is old (cached)
+    var looped = listed("sessionStorage", RELOADED_FOR).indexOf(version) >= 0; // reloaded for it once already
     if (looped) log("Reloaded once for " + version + " but still at " + pageVersion + ": no automatic reload");
     deadline = countdownSeconds && !formDirty && !looped ? Date.now() + countdownSeconds * 1000 : 0;
     if (document.hidden) log("New version " + version + " available; the toast waits until the tab is visible");
@@ -127,7 +153,7 @@
 
   // The toast
 
-  var host, toast, messageLine, countdownLine, ticker;
+  var host, toast, messageLine, countdownLine, laterButton, notesLink, ticker;
   var position = /^(top|bottom)-(left|right)$/.test(data.position) ? data.position : "bottom-right";
   var STYLE =
     ".toast{all:initial;display:block;max-width:22rem;padding:14px 16px;" +
@@ -138,7 +164,7 @@
     "button{font:inherit;font-weight:600;border-radius:6px;padding:6px 14px;cursor:pointer;" +
     "border:1px solid #5b6577;background:transparent;color:inherit}" +
     "button.primary{background:#3b82f6;border-color:#3b82f6;color:#fff}" +
-    "button:focus-visible{outline:2px solid #93c5fd;outline-offset:2px}" +
+    "button:focus-visible{outline:2px solid #93c5fd;outline-offset:2px}a{color:#93c5fd}" +
     "@keyframes in{from{opacity:0;transform:translateY(8px)}}" +
     "@media (prefers-reduced-motion:reduce){.toast{animation:none}}";
 
@@ -178,12 +204,13 @@
     countdownLine = element("p", { "class": "countdown", "aria-live": "off" }); // no announcement per tick
     var actions = element("div", { "class": "actions" });
     actions.appendChild(button(texts.reload, "primary", reload));
-    actions.appendChild(button(texts.later, "", later));
+    actions.appendChild(laterButton = button(texts.later, "", later));
+    notesLink = element("a", { target: "_blank", rel: "noopener noreferrer" }, texts.notes);
     toast.appendChild(messageLine);
     toast.appendChild(countdownLine);
     toast.appendChild(actions);
     toast.addEventListener("keydown", function (event) {
-      if (event.key === "Escape") later();
+      if (event.key === "Escape" && !required) later();
     });
     root.appendChild(toast);
   }
@@ -215,6 +242,11 @@
       messageLine.appendChild(element("strong", {}, offered));
       messageLine.appendChild(document.createTextNode(parts[i]));
     }
+    if (notes) {
+      notesLink.href = notes;
+      messageLine.append(" ", notesLink);
+    }
+    laterButton.style.display = required ? "none" : "";
     if (!host.isConnected) {
       (document.body || document.documentElement).appendChild(host);
       log("New version " + offered + " available; toast shown");
@@ -254,7 +286,7 @@
     if (!chunkFailedAt || !latestVersion || latestVersion === pageVersion) return false;
     if (Date.now() - chunkFailedAt > CHUNK_WAIT) return chunkFailedAt = 0;
     chunkFailedAt = 0;
-    if (formDirty || reloadedFor() === latestVersion) {
+    if (formDirty || listed("sessionStorage", RELOADED_FOR).indexOf(latestVersion) >= 0) {
       log("No reload for the failed chunk: " + (formDirty ? "a form field was edited" : "reloaded for " + latestVersion + " once already"));
       broken = true;
       offered = latestVersion;
@@ -305,6 +337,8 @@
   var source = null;
   var failures = 0;
   var reconnectTimer;
+  var heard = null; // the last version event's data the leader passed on
+  var doubts = 0; // fresh streams in a row that announced a superseded version
 
   function post(message) {
     if (channel) channel.postMessage(message);
@@ -315,11 +349,12 @@
     channel = new BroadcastChannel(DATABASE);
     channel.onmessage = function (event) {
       var message = event.data || {};
-      if (message.type === "hello" && role === "leader") post({ type: "version", version: latestVersion });
+      if (message.type === "hello" && role === "leader") post({ type: "version", heard: heard });
       if (message.type === "version" && role !== "leader") {
         follow();
-        if (message.version) receive(message.version);
+        if (message.heard) receive(message.heard.version, message.heard.notes, message.heard.required);
       }
+      if (message.type === "deleting") stepAside();
     };
     post({ type: "hello" }); // the leader, if any, answers with the latest version
     ask(0);
@@ -364,21 +399,45 @@
 
   function lead(opened) {
     connection = opened;
-    if (opened) { // never closed on a versionchange: that is the others waiting
+    if (opened) { // kept through an upgrade's versionchange: that is the others waiting
       opened.onclose = function () { // the browser closed it (say, site data cleared)
         resign();
         join();
       };
+      opened.onversionchange = function (event) { // a delete from elsewhere (a worker, say)
+        if (event.newVersion === null) stepAside();
+      };
       log("This tab leads: it holds the one connection for all tabs");
     }
     role = "leader";
-    if (latestVersion) post({ type: "version", version: latestVersion });
+    if (heard) post({ type: "version", heard: heard });
     connect();
   }
 
   function follow() {
     if (role !== "follower") log("Following the leading tab, which holds the connection");
     role = "follower";
+  }
+
+  // The page's own IndexedDB work comes first. A delete of our database (say, of every database
+  // at logout) queues behind a waiting tab's blocked upgrade, unseen by the leader: so the tab
+  // that deletes says so (deleteDatabase passes every call on unchanged), every tab lets go at
+  // once and elects again behind the delete.
+  function stepAside() {
+    log("Our database is being deleted: electing again after it");
+    resign();
+    join();
+  }
+  if (shared) {
+    var deleteDatabase = indexedDB.deleteDatabase;
+    indexedDB.deleteDatabase = function (name) {
+      var request = deleteDatabase.apply(this, arguments);
+      if (channel && String(name) === DATABASE) {
+        post({ type: "deleting" });
+        stepAside();
+      }
+      return request;
+    };
   }
 
   function resign() {
@@ -402,9 +461,11 @@
       log("Connection opened");
     });
     source.addEventListener("version", function (event) {
-      var version = JSON.parse(event.data).version;
-      post({ type: "version", version: version });
-      receive(version);
+      var data = JSON.parse(event.data);
+      if (!vetted(data.version)) return;
+      heard = data;
+      post({ type: "version", heard: data });
+      receive(data.version, data.notes, data.required);
     });
     source.addEventListener("error", function () {
       var state = source.readyState;
@@ -417,6 +478,21 @@
       disconnect();
       reconnectTimer = setTimeout(connect, delay * 1000);
     });
+  }
+
+  // A rollout behind a load balancer: replicas disagree for a while. A version this browser has
+  // seen superseded is not offered again (a replica that lags) unless three fresh streams in a
+  // row announce it: then the deployed version went back, and stays.
+  function vetted(version) {
+    if (listed("localStorage", SUPERSEDED).indexOf(version) < 0) return !(doubts = 0);
+    if (++doubts > 2) {
+      log("Version " + version + " is back: a rollback");
+      remember("localStorage", SUPERSEDED, version);
+      return !(doubts = 0);
+    }
+    log("Version " + version + " was superseded: not offered; asking another stream");
+    disconnect();
+    reconnectTimer = setTimeout(connect, doubts * 1000);
   }
 
   function disconnect() {

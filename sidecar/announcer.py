@@ -11,8 +11,16 @@ import time
 
 from .hub import Hub
 from .logs import get_logger
-from .sources import Source, SourceError
-from .version import InvalidVersion, Version, check_version, shorten
+from .sources import Found, Source, SourceError
+from .version import (
+    InvalidReleaseInfo,
+    InvalidVersion,
+    Version,
+    check_notes_url,
+    check_required,
+    check_version,
+    shorten,
+)
 
 log = get_logger("sidecar.announcer")
 
@@ -27,6 +35,7 @@ class Announcer:
         self.hub = hub
         self._failure: str | None = None  # why following stopped, until it works again
         self._rejected: str | None = None  # why the last value delivered was refused
+        self._dropped: str | None = None  # why the last release notes URL or flag was left out
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -48,7 +57,7 @@ class Announcer:
             version = check_version(value)
         except InvalidVersion as error:
             raise SourceError(f"{self.source.origin}: the version {error}") from None
-        self.hub.publish(version)
+        self.hub.publish(version, *self._release_info(value))
         return version
 
     def start(self) -> None:
@@ -62,7 +71,8 @@ class Announcer:
         await self.source.close()
 
     def offer(self, value: str) -> None:
-        """What the source calls with each value it reads: announced if it is a new version."""
+        """What the source calls with each value it reads: announced if it is a new version (or
+        the same with other release notes)."""
         self._failure = None  # the source delivers again
         try:
             version = check_version(value)
@@ -73,7 +83,26 @@ class Announcer:
             self._rejected = rejected
             return
         self._rejected = None
-        self.hub.publish(version)
+        self.hub.publish(version, *self._release_info(value))
+
+    def _release_info(self, value: str) -> tuple[str | None, bool]:
+        """The release notes URL and reload-required flag to announce: each one that does not pass
+        its check is left out (logged once), and the version goes out without it."""
+        notes, required, dropped = None, False, []
+        found = value if isinstance(value, Found) else Found(value)
+        try:
+            notes = None if found.notes is None else check_notes_url(found.notes)
+        except InvalidReleaseInfo as error:
+            dropped.append(f"release notes URL {shorten(found.notes or '')} {error}")
+        try:
+            required = False if found.required is None else check_required(found.required)
+        except InvalidReleaseInfo as error:
+            dropped.append(f"reload-required flag {shorten(found.required or '')} {error}")
+        problem = "; ".join(dropped) or None
+        if problem is not None and problem != self._dropped:
+            log.warning("release info dropped", source=self.source.name, version=shorten(value), reason=problem)
+        self._dropped = problem
+        return notes, required
 
     async def _follow(self) -> None:
         delay = RESTART_FIRST

@@ -48,6 +48,7 @@ class Hub:
         self.waiting: set[Client] = set()  # clients a write left data unsent for (send-timeout rule)
         self.stopped = False
         self.version: Version | None = None
+        self._release: tuple[Version, str | None, bool] | None = None  # the version with its notes and flag
         self._event: Framed | None = None  # the current version event, framed once
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._timeouts_task: asyncio.Task[None] | None = None
@@ -61,14 +62,16 @@ class Hub:
         """What a turned-away client is told to wait, in whole seconds."""
         return max(1, -(-(self.retry + self.retry_jitter) // 1000))
 
-    def publish(self, version: Version) -> bool:
-        """Announce `version` to every client if it is new; True if it was."""
-        if version == self.version:
+    def publish(self, version: Version, notes: str | None = None, required: bool = False) -> bool:
+        """Announce `version` (with its release notes URL and reload-required flag, checked by the
+        announcer) to every client if any of them is new; True if it was."""
+        if (version, notes, required) == self._release:
             return False
-        old, self.version = self.version, version
-        self._event = Framed.of(encode_version_event(version))
+        old, self.version, self._release = self.version, version, (version, notes, required)
+        self._event = Framed.of(encode_version_event(version, notes, required))
         self.row.announced(version)
-        log.info("version changed", old=old, new=version, clients=len(self.clients))
+        told = {name: value for name, value in (("notes", notes), ("required", required)) if value}
+        log.info("version changed", old=old, new=version, clients=len(self.clients), **told)
         targets, started = list(self.clients), time.perf_counter()
         self._send_all(targets, self._event)
         self.row.fanned_out(time.perf_counter() - started, len(targets))

@@ -5,9 +5,15 @@ import json
 from .version import Version
 
 
-def encode_version_event(version: Version) -> bytes:
-    """The `version` event as it goes on the wire (a Version cannot break the framing)."""
-    data = json.dumps({"version": version}, ensure_ascii=False)
+def encode_version_event(version: Version, notes: str | None = None, required: bool = False) -> bytes:
+    """The `version` event as it goes on the wire (a Version cannot break the framing; json.dumps
+    escapes any line break). `notes` and `required` are in the data only when set."""
+    fields: dict[str, str | bool] = {"version": version}
+    if notes is not None:
+        fields["notes"] = notes
+    if required:
+        fields["required"] = True
+    data = json.dumps(fields, ensure_ascii=False)
     return f"event: version\nid: {version}\ndata: {data}\n\n".encode()
 
 

@@ -39,3 +39,33 @@ def shorten(value: str) -> str:
     if len(value) <= SHOWN_LENGTH:
         return shown
     return f"{shown}... ({len(value)} characters)"
+
+
+# What a deploy may say about its version besides the version itself (the event's "notes" and
+# "required"): a link to its release notes and whether open tabs must reload.
+MAX_NOTES_URL_LENGTH = 2048
+
+
+class InvalidReleaseInfo(ValueError):
+    """A release-notes URL or reload-required flag that must not be announced."""
+
+
+def check_notes_url(value: str) -> str:
+    """`value` if it is an absolute http or https URL of at most 2,048 printable characters
+    without spaces (so it cannot break SSE framing nor run script as a link), else raise saying why."""
+    if len(value) > MAX_NOTES_URL_LENGTH:
+        raise InvalidReleaseInfo(f"is {len(value)} characters long (at most {MAX_NOTES_URL_LENGTH})")
+    if not value.isprintable() or " " in value:
+        raise InvalidReleaseInfo("holds a space or a non-printable character")
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest or rest.startswith(("/", "?", "#")):
+        raise InvalidReleaseInfo("must be an absolute http:// or https:// URL")
+    return value
+
+
+def check_required(value: str) -> bool:
+    """The reload-required flag: true/false or 1/0 (any case), else raise."""
+    flag = {"true": True, "1": True, "false": False, "0": False}.get(value.strip().lower())
+    if flag is None:
+        raise InvalidReleaseInfo("must be true, false, 1 or 0")
+    return flag

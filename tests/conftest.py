@@ -7,10 +7,22 @@ from typing import Any
 
 import pytest
 
+from tests import host_network
 from tests.docker.version_listener import VersionListener
 from tests.sidecar_process import SidecarProcess
 
 StartSidecar = Callable[..., SidecarProcess]
+
+
+@pytest.fixture(scope="session")
+def host_network_kept() -> Iterator[None]:
+    """For the tiers that make links (docker, e2e, swarm): the run fails, naming them, when it
+    leaves links or addresses in the host's network namespace that were not there before it."""
+    before = host_network.snapshot()
+    yield
+    left = host_network.leftovers(before, host_network.snapshot())
+    if left:
+        pytest.fail(f"the test run left these in the host's network namespace: {'; '.join(left)}", pytrace=False)
 
 
 @pytest.fixture

@@ -2,6 +2,21 @@
 
 from collections.abc import Callable
 
+
+class Found(str):
+    """A version as a source read it (the string itself), with what the deploy says beside it:
+    its release notes URL and reload-required flag, unchecked (the announcer checks them). A
+    source that has neither delivers a plain str."""
+
+    notes: str | None
+    required: str | None
+
+    def __new__(cls, version: str, notes: str | None = None, required: str | None = None) -> "Found":
+        found = super().__new__(cls, version)
+        found.notes, found.required = notes, required
+        return found
+
+
 # Called with each value a source sees; checked at one gate and announced if new. Never awaits,
 # so a source can call it from anywhere.
 Publish = Callable[[str], None]

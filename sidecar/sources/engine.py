@@ -23,10 +23,13 @@ from aiodocker.exceptions import DockerError
 
 from ..logs import get_logger
 from ..version import InvalidVersion, check_version
-from . import Publish, Source, SourceError
+from . import Found, Publish, Source, SourceError
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DEFAULT_LABELS = ("org.opencontainers.image.version", "org.opencontainers.image.revision")
+# Beside the version, on the same image (or service): what the deploy tells the tabs about it.
+NOTES_LABEL = "version-sidecar.release-notes-url"
+REQUIRED_LABEL = "version-sidecar.reload-required"
 # The event stream is asked to replay this many seconds before it was opened: a change made
 # while it was connecting is then still seen (a replayed event only costs one more read).
 EVENT_REPLAY_SECONDS = 5
@@ -54,13 +57,14 @@ class Reading:
 def version_from_labels(
     labels: Mapping[str, str], keys: Iterable[str], where: str = "on its image"
 ) -> tuple[str | None, str | None]:
-    """(version, None) from the first of `keys` present, else (None, what is wrong)."""
+    """(version, None) from the first of `keys` present, else (None, what is wrong). The version
+    carries the release notes labels of the same set (checked later, by the announcer)."""
     keys = tuple(keys)
     for key in keys:
         if key in labels:
             value = labels[key]
             try:
-                return check_version(value), None
+                return Found(check_version(value), labels.get(NOTES_LABEL), labels.get(REQUIRED_LABEL)), None
             except InvalidVersion as error:
                 return None, f"label {key} {value[:40]!r}{'...' if len(value) > 40 else ''} {error}"
     return None, f"no label {' or '.join(keys)} {where}"
@@ -187,8 +191,9 @@ class EngineSource(Source):
                     after = self._reread_after(reading)
                     next_read = read_at + after if after is not None else float("inf")
                     deadline = min(next_read, heard_at + self.silence)
-                    try:
-                        event = await asyncio.wait_for(events.get(), max(0.0, deadline - self.clock()))
+                    try:  # asyncio.timeout: Python 3.11's wait_for can swallow a cancellation
+                        async with asyncio.timeout(max(0.0, deadline - self.clock())):
+                            event = await events.get()
                     except TimeoutError:
                         event = {}  # nothing in time
                     if event is None:  # aiodocker's end-of-stream mark

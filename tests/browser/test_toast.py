@@ -17,6 +17,7 @@ from tests.browser.conftest import (
 from tests.docs import blocks, read, section
 from tests.sidecar_process import REPO
 
+NOTES = "https://example.com/releases/v2"
 HOSTILE_CSS = "<style>* { all: unset !important; } div { display: none !important; }</style>"
 FORM = '<form><label>Comment <textarea name="comment"></textarea></label></form>'
 
@@ -24,6 +25,17 @@ FORM = '<form><label>Comment <textarea name="comment"></textarea></label></form>
 def reloads_onto(page: Page, version: str) -> None:
     expect(page.locator("html")).to_have_attribute("data-app-version", version, timeout=10_000)
     wait_for_version(page, version)
+
+
+def deploy_by_env(site: Site, page: Page, version: str, **variables: str) -> None:
+    """Deploy `version` as the env source does: the app serves it, and the sidecar restarts with
+    APP_VERSION (and the release notes variables given) set to it. `page` has given up on the
+    stream meanwhile: it reconnects on its own timer (so a test that paused the clock moves it on)."""
+    site.sidecar.stop()  # first: the file source would announce the version without its notes
+    site.deploy(version)
+    wait_for_log(site, page, "[version-sidecar] Connection error (readyState 2: CLOSED); reconnecting in")
+    args = ["--source", "env", "--heartbeat", "1", "--retry", "300", "--retry-jitter", "0"]
+    site.sidecar = site.start_sidecar(args, env={"APP_VERSION": version, **variables}, port=site.sidecar.port)
 
 
 def test_toast_appears_and_the_countdown_reloads_onto_the_new_version(site: Site) -> None:
@@ -268,7 +280,8 @@ def test_the_app_can_cancel_the_update_event_and_show_its_own_ui(site: Site) -> 
     page = site.open("/app", AppPage(script_attributes='data-countdown="1"', head=own_ui), clock=True)
     site.deploy("v2")
     expect(page.locator("#own-note")).to_have_text("Our own notice: v2")
-    assert page.evaluate("window.updateDetail") == {"oldVersion": "v1", "newVersion": "v2"}
+    detail = {"oldVersion": "v1", "newVersion": "v2", "notes": None, "required": False}
+    assert page.evaluate("window.updateDetail") == detail
     page.clock.run_for(5000)  # no toast and no countdown of ours
     expect(page.get_by_role("status")).to_have_count(0)
     assert site.page_loads["/app"] == 1
@@ -311,15 +324,51 @@ def test_silent_mode_turns_the_next_link_click_into_a_full_page_load(site: Site)
     expect(page.locator("#view")).to_have_text("view /app")
 
 
+def test_the_toast_links_to_the_release_notes_in_a_new_tab(site: Site) -> None:
+    page = site.open("/app", AppPage(script_attributes='data-countdown="0" data-text-notes="Release notes"'))
+    deploy_by_env(site, page, "v2", APP_RELEASE_NOTES_URL=NOTES)
+    expect(page.get_by_role("status")).to_contain_text("A new version (v2) is available.")
+    link = page.get_by_role("status").get_by_role("link", name="Release notes")
+    expect(link).to_have_attribute("href", NOTES)
+    expect(link).to_have_attribute("target", "_blank")
+    assert "noopener" in (link.get_attribute("rel") or "").split()
+    expect(page.get_by_role("button", name="Later")).to_be_visible()  # not required: Later stays
+
+
+def test_a_required_update_cannot_be_put_off_yet_never_reloads_over_unsaved_input(site: Site) -> None:
+    record = """<script>
+      addEventListener("version-sidecar:update", (event) => { window.updateDetail = event.detail; });
+    </script>"""
+    page = site.open("/app", AppPage(script_attributes='data-countdown="1"', head=record, body=FORM), clock=True)
+    page.get_by_label("Comment").fill("half-written thoughts")
+    deploy_by_env(site, page, "v2", APP_RELEASE_NOTES_URL=NOTES, APP_RELOAD_REQUIRED="true")
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text("You have unsaved changes, so this page will not reload by itself.")
+    expect(toast.get_by_role("link", name="What's new")).to_have_attribute("href", NOTES)
+    expect(page.get_by_role("button", name="Reload")).to_be_visible()
+    expect(page.get_by_role("button", name="Later")).to_have_count(0)
+    detail = {"oldVersion": "v1", "newVersion": "v2", "notes": NOTES, "required": True}
+    assert page.evaluate("window.updateDetail") == detail
+    page.get_by_role("button", name="Reload").focus()
+    page.keyboard.press("Escape")
+    page.clock.run_for(5000)  # well past the countdown
+    wait_for_heartbeats(site, page, "v2")
+    expect(toast).to_be_visible()
+    assert site.page_loads["/app"] == 1
+    expect(page.get_by_label("Comment")).to_have_value("half-written thoughts")
+
+
 def test_the_toast_as_the_readme_shows_it(site: Site) -> None:
-    """Regenerates client/toast.png, the README's picture of the toast."""
+    """Regenerates client/toast.png, the README's picture of the toast (with a release notes link)."""
     body = "<h1>Your app</h1><p>Its own content, left as it is.</p>"
     page = site.open("/app", AppPage(body=body), clock=True)
     page.emulate_media(reduced_motion="reduce")  # no slide-in half way through
     page.clock.pause_at(page.evaluate("Date.now()") + 1000)  # the countdown stays at 30 s
-    site.deploy("v2")
+    deploy_by_env(site, page, "v2", APP_RELEASE_NOTES_URL=NOTES)
+    page.clock.run_for(1000)  # the reconnect (0.5 to 1 s after the first failure), then still again
     toast = page.get_by_role("status")
     expect(toast).to_contain_text("Reloading in 30 s.")
+    expect(toast.get_by_role("link", name="What's new")).to_be_visible()
     box = toast.bounding_box()
     assert box is not None
     page.screenshot(

@@ -9,6 +9,11 @@ import pytest
 from tests.docker.engine import Engine, PrivateEngine, shared_engine
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keeps_host_network(host_network_kept: None) -> None:
+    """The tier leaves no link or address in the host's namespace (see tests/conftest.py)."""
+
+
 @pytest.fixture
 def engine() -> Iterator[Engine]:
     """The shared engine; what the test creates in it is removed afterwards."""

@@ -65,15 +65,17 @@ class Engine:
             return False
         return result.returncode == 0
 
-    def build_app_image(self, tag: str, version: str) -> str:
-        """Build the tiny app image labelled with `version` (any text, even invalid); returns `tag`."""
+    def build_app_image(self, tag: str, version: str, labels: Mapping[str, str] | None = None) -> str:
+        """Build the tiny app image labelled with `version` (any text, even invalid) and `labels`;
+        returns `tag`."""
         if not BUSYBOX.exists():
             raise AssertionError(f"{BUSYBOX} is missing: install Debian's busybox-static")
         with tempfile.TemporaryDirectory(prefix="app-image-") as context:
             shutil.copy(BUSYBOX, Path(context) / "busybox")
             (Path(context) / "Dockerfile").write_text(APP_DOCKERFILE)
             self.images.append(tag)
-            self.docker("build", "--quiet", "--tag", tag, "--build-arg", f"VERSION={version}", context)
+            more = [f"--label={key}={value}" for key, value in (labels or {}).items()]
+            self.docker("build", "--quiet", "--tag", tag, "--build-arg", f"VERSION={version}", *more, context)
         return tag
 
     def run_app(

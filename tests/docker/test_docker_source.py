@@ -2,6 +2,7 @@
 are stood in for by SSE clients on /events/version, and app deploys are made with the docker client."""
 
 import itertools
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -11,12 +12,14 @@ from typing import Any
 
 import pytest
 
+from sidecar.sources.engine import NOTES_LABEL, REQUIRED_LABEL
 from tests.conftest import StartSidecar
 from tests.docker.engine import Engine, PrivateEngine
 from tests.docker.socket_proxy import running_socket_proxy
 from tests.docker.stalling_relay import stalling_relay
 from tests.docker.version_listener import VersionListener
 from tests.sidecar_process import SidecarProcess, logged
+from tests.sse_client import BlockingStream
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.docker
@@ -228,6 +231,23 @@ def test_an_invalid_label_is_rejected_and_the_last_good_version_kept(
     app.browser.wait_for("3.0.0")
     assert app.browser.changes() == ["1.0.0", "3.0.0"]
     assert label not in app.sidecar.logs(), "the bad label is logged shortened, never in full"
+
+
+def test_release_notes_labels_reach_the_tabs_and_a_bad_one_is_dropped(engine: Engine, follow_app: FollowApp) -> None:
+    app = follow_app(engine)
+    stream = BlockingStream(app.sidecar.port)
+    notes = "https://example.com/releases/2.0.0"
+    labels = {NOTES_LABEL: notes, REQUIRED_LABEL: "true"}
+    app.deploy(engine.build_app_image(f"{app.name}:notes", "2.0.0", labels))
+    stream.wait_for_version("2.0.0")
+    assert json.loads(stream.parser.events[-1].data) == {"version": "2.0.0", "notes": notes, "required": True}
+
+    app.deploy(engine.build_app_image(f"{app.name}:bad-notes", "3.0.0", {NOTES_LABEL: "javascript:alert(1)"}))
+    stream.wait_for_version("3.0.0")
+    assert stream.parser.events[-1].data == '{"version": "3.0.0"}'
+    dropped = logged(app.sidecar, "release info dropped")
+    assert len(dropped) == 1 and "must be an absolute http:// or https:// URL" in str(dropped[0]["reason"]), dropped
+    stream.close()
 
 
 def test_the_sidecar_rides_out_an_engine_restart(private_engine: PrivateEngine, follow_app: FollowApp) -> None:

@@ -7,6 +7,11 @@ from tests.docker.engine import DOCKER_CLI, shared_engine
 from tests.e2e.base_image import ensure_base_image
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keeps_host_network(host_network_kept: None) -> None:
+    """The tier leaves no link or address in the host's namespace (see tests/conftest.py)."""
+
+
 @pytest.fixture(scope="session")
 def docker_host() -> str:
     """DOCKER_HOST of the engine .ci/start-dockerd started (fails when none answers)."""

@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, expect
 from tests.browser.conftest import wait_for_version
 from tests.docker.engine import DOCKER_CLI as DOCKER
 from tests.docs import blocks, read, section
+from tests.e2e.killed_runs import ADOPTION_PREFIX, remove_killed_runs
 from tests.e2e.project import compose, git, open_tab
 from tests.sidecar_process import REPO, free_port
 from tests.waiting import wait_until
@@ -115,7 +116,9 @@ def make_wheelhouse(project: Path, env: dict[str, str]) -> None:
 @pytest.fixture
 def shop(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[tuple[Path, dict[str, str]]]:
     """The user's repository with README's steps applied and committed, and the environment a
-    user deploys it in; its compose project and images are removed after."""
+    user deploys it in; its compose project and images are removed after (and what killed runs
+    left, before)."""
+    remove_killed_runs(docker_host)
     project = tmp_path / "shop"
     project.mkdir()
     text = steps()
@@ -139,7 +142,7 @@ def shop(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[tuple[Pa
         DOCKER_BUILDKIT="1",  # the classic builder copies the whole image per step on vfs: minutes
         HTTP_ADDRESS="127.0.0.1",
         HTTP_PORT=str(free_port()),
-        COMPOSE_PROJECT_NAME=f"vsadopt{os.getpid()}",
+        COMPOSE_PROJECT_NAME=f"{ADOPTION_PREFIX}{os.getpid()}",
     )
     try:
         yield project, env

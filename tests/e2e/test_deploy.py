@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.browser.conftest import ARTIFACTS, wait_for_version
 from tests.docker.engine import DOCKER_CLI as DOCKER
+from tests.e2e.killed_runs import PROJECT_PREFIX, remove_killed_runs
 from tests.e2e.project import compose, git, make_project, open_tab
 from tests.sidecar_process import free_port
 from tests.waiting import wait_until
@@ -45,7 +46,9 @@ def build_step_cached(output: str, step: str) -> bool:
 
 @pytest.fixture
 def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[tuple[Path, dict[str, str]]]:
-    """The project and the environment deploy.sh runs in; the compose project is removed after."""
+    """The project and the environment deploy.sh runs in; the compose project is removed after
+    (and what killed runs left, before)."""
+    remove_killed_runs(docker_host)
     project = tmp_path / "shop"
     make_project(project)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "SIDECAR_"))}
@@ -59,9 +62,9 @@ def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[t
         PIP_NO_INDEX="1",
         HTTP_ADDRESS="127.0.0.1",
         HTTP_PORT=str(free_port()),
-        COMPOSE_PROJECT_NAME=f"vse2e{os.getpid()}",
-        APP_IMAGE=f"vse2e{os.getpid()}-app",
-        SIDECAR_IMAGE=f"vse2e{os.getpid()}-sidecar",
+        COMPOSE_PROJECT_NAME=f"{PROJECT_PREFIX}{os.getpid()}",
+        APP_IMAGE=f"{PROJECT_PREFIX}{os.getpid()}-app",
+        SIDECAR_IMAGE=f"{PROJECT_PREFIX}{os.getpid()}-sidecar",
     )
     try:
         yield project, env

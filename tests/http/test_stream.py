@@ -1,10 +1,12 @@
 """GET /events/version over real HTTP: headers, first event, heartbeat, fan-out, retry jitter."""
 
 import asyncio
+import json
 import os
 from collections.abc import Callable
 from functools import partial
 
+from sidecar.sources import Found
 from sidecar.version import check_version
 from tests.http.conftest import MakeSidecar, Sidecar
 from tests.waiting import eventually
@@ -117,3 +119,16 @@ async def test_file_gone_or_invalid_keeps_the_last_good_version(make_sidecar: Ma
     await stream.wait_for_version("v2")
     assert {event.last_event_id for event in stream.parser.events} == {"v1", "v2"}
     assert await sidecar.health() == {"status": "ok", "version": "v2", "clients": 1, "source": "file", "problem": None}
+
+
+async def test_release_notes_and_the_required_flag_reach_the_stream_in_the_event_data(
+    make_sidecar: MakeSidecar,
+) -> None:
+    sidecar = await make_sidecar("v1")
+    stream = await sidecar.open_stream()
+    assert json.loads((await stream.next_event()).data) == {"version": "v1"}
+    sidecar.publish(Found("v2", "https://example.com/notes/v2", "true"))
+    event = await stream.next_event()
+    assert json.loads(event.data) == {"version": "v2", "notes": "https://example.com/notes/v2", "required": True}
+    sidecar.publish(Found("v3", "data:text/html,hi", "no"))  # both dropped, the version still goes out
+    assert (await stream.next_event()).data == '{"version": "v3"}'

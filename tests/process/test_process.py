@@ -41,6 +41,12 @@ def run_cli(
         (["--source", "file", "--version-file", "missing.txt"], {}, "--version-file missing.txt: no such file"),
         (["--heartbeat", "-1"], {"APP_VERSION": "v1"}, "--heartbeat: must be a positive number"),
         ([], {"SIDECAR_MAX_CLIENTS": "many", "APP_VERSION": "v1"}, "SIDECAR_MAX_CLIENTS: is not valid"),
+        (
+            [],
+            {"APP_VERSION": "v1", "APP_RELEASE_NOTES_URL": "/notes"},
+            "APP_RELEASE_NOTES_URL: must be an absolute http:// or https:// URL",
+        ),
+        ([], {"APP_VERSION": "v1", "APP_RELOAD_REQUIRED": "sure"}, "APP_RELOAD_REQUIRED: must be true, false"),
     ],
 )
 def test_bad_start_exits_2_with_one_line_naming_the_setting(

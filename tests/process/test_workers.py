@@ -308,6 +308,7 @@ def no_more_processes(pid: int) -> Iterator[Callable[[], None]]:
         group.rmdir()
 
 
+@pytest.mark.root
 async def test_a_worker_the_host_cannot_fork_is_retried_while_the_other_serves(start_sidecar: StartSidecar) -> None:
     # A failed fork raised out of the supervisor: the host exited 1 with its healthy worker's tabs.
     sidecar = start_sidecar(["--workers", "2", "--heartbeat", "0.2"], env={"APP_VERSION": "v1"})

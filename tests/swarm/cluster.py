@@ -2,15 +2,22 @@
 no default bridge, each with its own roots under one short /tmp folder), started and stopped by
 the tests and cleaned up by PID.
 
-Node 1, the manager, runs in this machine's network namespace; node 2, a worker, runs in a
-network namespace of its own, joined to it by a veth pair. Two nodes in one namespace can form a
-swarm over loopback, but not carry an overlay network (what every stack uses): each node makes
-the same VXLAN device and the second fails ("error creating vxlan interface: file exists").
-Each node also has its own host name (a UTS namespace), so the sidecar's messages tell them apart.
+Each node runs in a network namespace of its own, the two joined by a veth pair. Two nodes in one
+namespace can form a swarm over loopback, but not carry an overlay network (what every stack
+uses): each node makes the same VXLAN device and the second fails ("error creating vxlan
+interface: file exists"). And a node in the host's namespace would leave links there that
+outlive it (`docker swarm init` makes docker_gwbridge): in a namespace of its own, whatever a node
+makes goes with the namespace. The host reaches node 1 (a port a stack publishes) over one more
+veth pair, whose host end also goes with node 1's namespace. Each node also has its own host name
+(a UTS namespace), so the sidecar's messages tell them apart.
+
+A run that was killed leaves its engines running and its namespaces behind: the next run stops
+and deletes them (a run's folder names the test run that owns it, and what it made).
 """
 
 import contextlib
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -21,13 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from tests.docker.engine import BUSYBOX, DOCKER_CLI, START_DOCKERD, PrivateEngine
+from tests.host_network import IP
 from tests.waiting import wait_until
 
-IP = "/usr/sbin/ip" if Path("/usr/sbin/ip").exists() else "/sbin/ip"
 # The test app's versions: tiny FROM-scratch images (tests/docker/engine.py), on both nodes.
 APP_IMAGE = "vs-swarm-app"
 APP_VERSIONS = ("1.0", "2.0", "3.0")
 TMPFS_SIZE, TMPFS_WHEN_AVAILABLE = "8g", 12 * 2**30  # the nodes' data in memory, where there is room
+RUN_FOLDER_PREFIX = "vs-sw-"  # /tmp/vs-sw-XXXXXXXX: one run's nodes
+OWNER_FILE = "owner"  # in a run's folder: the PID of the test run that made it
 
 
 def app_image(version: str) -> str:
@@ -50,14 +59,40 @@ def run(*command: str) -> str:
     return result.stdout.strip()
 
 
+VethEnd = tuple[str | None, str, str]  # network namespace (None: the host's), device name, its /30 address
+
+
+def veth_pair(end: VethEnd, peer: VethEnd) -> None:
+    """A veth pair between two namespaces, both ends up with their addresses."""
+    (netns, name, _), (peer_netns, peer_name, _) = end, peer
+    run(*_ip_in(netns), "link", "add", name, "type", "veth", "peer", "name", peer_name, "netns", str(peer_netns))
+    for on, device, address in (end, peer):
+        run(*_ip_in(on), "address", "add", f"{address}/30", "dev", device)
+        run(*_ip_in(on), "link", "set", device, "up")
+
+
+def _ip_in(netns: str | None) -> list[str]:
+    return [IP, "-n", netns] if netns else [IP]
+
+
 class SwarmNode(PrivateEngine):
     """A dockerd with its own host name, and optionally its own network namespace."""
 
-    def __init__(self, state_dir: Path, hostname: str, netns: str | None = None) -> None:
-        wrapper = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
+    def __init__(self, state_dir: Path, hostname: str, netns: str) -> None:
+        wrapper = ["nsenter", f"--net=/run/netns/{netns}"]
         wrapper += ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', hostname]
         super().__init__(state_dir, wrapper)
         self.hostname = hostname
+
+
+class RunNames:
+    """What one run makes outside its folder, named after the folder (so a later run can find it)."""
+
+    def __init__(self, root: Path) -> None:
+        tag = root.name.removeprefix(RUN_FOLDER_PREFIX)
+        self.nodes = root / "nodes"  # the engines' roots (a tmpfs, where there is room)
+        self.manager_netns, self.worker_netns = f"vs-{tag}-1", f"vs-{tag}-2"
+        self.host_veth = f"vs{tag}h"  # the host's end of the pair to node 1 (at most 15 characters)
 
 
 class Cluster:
@@ -65,39 +100,38 @@ class Cluster:
 
     def __init__(self) -> None:
         # A short folder: the engines' unix sockets live below it and socket paths are limited to 108 bytes.
-        root = self.root = Path(tempfile.mkdtemp(prefix="vs-sw-", dir="/tmp"))
-        self.on_tmpfs = False
-        # Addresses from the benchmarking range (no route here, nor Docker's address pools, uses it),
-        # and names unique to this run, so two runs on one machine do not meet.
-        self.netns = f"vs-{root.name[-8:]}"
+        root = self.root = Path(tempfile.mkdtemp(prefix=RUN_FOLDER_PREFIX, dir="/tmp"))
+        (root / OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="utf-8")
+        self.names = RunNames(root)
+        # Addresses from the benchmarking range (no route here, nor Docker's address pools, uses it).
         subnet = random.randint(1, 254)
         self.manager_address, self.worker_address = f"198.18.{subnet}.1", f"198.18.{subnet}.2"
-        self.veth = f"vs{subnet}h"
-        self.manager = SwarmNode(root / "n1", "vs-manager")
-        self.worker = SwarmNode(root / "n2", "vs-worker", self.netns)
+        self.host_address, self.manager_address_from_host = f"198.18.{subnet}.5", f"198.18.{subnet}.6"
+        self.manager = SwarmNode(self.names.nodes / "n1", "vs-manager", self.names.manager_netns)
+        self.worker = SwarmNode(self.names.nodes / "n2", "vs-worker", self.names.worker_netns)
         self.services: list[str] = []
 
     def start(self) -> None:
         for tool in (DOCKER_CLI, BUSYBOX, Path(IP)):
             if not Path(tool).exists():
                 raise AssertionError(f"swarm tier: {tool} is missing (Debian's docker.io, busybox-static, iproute2)")
+        with step("removing what killed runs left"):
+            remove_killed_runs()
+        self.names.nodes.mkdir()
         if _available_memory() >= TMPFS_WHEN_AVAILABLE:
             # vfs copies a whole image for each layer and container (5 GB in this tier): in memory
             # that takes a third of the time it takes on disk, and deleting it none.
             with step("mounting a tmpfs for the nodes' data"):
-                run("mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(self.root))
-                self.on_tmpfs = True
-        with step("making node 2's network namespace"):
-            run(IP, "netns", "add", self.netns)
-            run(IP, "link", "add", self.veth, "type", "veth", "peer", "name", "vs-node2", "netns", self.netns)
-            run(IP, "address", "add", f"{self.manager_address}/30", "dev", self.veth)
-            run(IP, "link", "set", self.veth, "up")
-            for command in (
-                ["address", "add", f"{self.worker_address}/30", "dev", "vs-node2"],
-                ["link", "set", "vs-node2", "up"],
-                ["link", "set", "lo", "up"],
-            ):
-                run(IP, "-n", self.netns, *command)
+                run("mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(self.names.nodes))
+        names = self.names
+        with step("making the nodes' network namespaces"):
+            for netns in (names.manager_netns, names.worker_netns):
+                run(IP, "netns", "add", netns)
+                run(IP, "-n", netns, "link", "set", "lo", "up")
+            to_worker = (names.manager_netns, "vs-node1", self.manager_address)
+            veth_pair(to_worker, (names.worker_netns, "vs-node2", self.worker_address))
+            to_host = (names.manager_netns, "vs-host", self.manager_address_from_host)
+            veth_pair((None, names.host_veth, self.host_address), to_host)
         with step("starting node 1 (manager)"):
             self.manager.start()
         with step("starting node 2 (worker)"):
@@ -197,18 +231,39 @@ class Cluster:
         self.services.clear()
 
     def destroy(self) -> None:
-        """Stop both engines (by PID, at once), delete their data and node 2's namespace (its veth with it)."""
-        stopping = [
-            subprocess.Popen([str(START_DOCKERD), "--stop", str(node.state_dir)], stdout=subprocess.DEVNULL)
-            for node in (self.worker, self.manager)
-        ]
-        for stop in stopping:
-            stop.wait(60)
-        subprocess.run([IP, "netns", "delete", self.netns], capture_output=True, timeout=30)
-        subprocess.run([IP, "link", "delete", self.veth], capture_output=True, timeout=30)
-        if self.on_tmpfs:
-            subprocess.run(["umount", "--lazy", str(self.root)], capture_output=True, timeout=30)
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Stop both engines and delete all this run made."""
+        remove_run(self.root)
+
+
+def remove_run(root: Path) -> None:
+    """Stop a run's engines (by PID, at once), delete the host's end of the veth pair to node 1 and
+    the nodes' namespaces (every link the nodes made goes with them), then their data."""
+    names = RunNames(root)
+    stopping = [
+        subprocess.Popen([str(START_DOCKERD), "--stop", str(names.nodes / node)], stdout=subprocess.DEVNULL)
+        for node in ("n1", "n2")
+    ]
+    for stop in stopping:
+        stop.wait(60)
+    # The host's end first: the kernel takes a deleted namespace's links down in the background,
+    # and the host must have them gone when this returns.
+    subprocess.run([IP, "link", "delete", names.host_veth], capture_output=True, timeout=30)
+    for netns in (names.manager_netns, names.worker_netns):
+        subprocess.run([IP, "netns", "delete", netns], capture_output=True, timeout=30)
+    if names.nodes.is_mount():
+        subprocess.run(["umount", "--lazy", str(names.nodes)], capture_output=True, timeout=30)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def remove_killed_runs() -> None:
+    """Remove what runs that were killed left (their test run is gone); other runs' stay."""
+    for root in Path("/tmp").glob(f"{RUN_FOLDER_PREFIX}*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not a run's folder, or one being made
+        if owner != os.getpid() and not Path(f"/proc/{owner}").exists():
+            remove_run(root)
 
 
 def _available_memory() -> int:

@@ -1,7 +1,9 @@
 """Fixtures of the swarm tier: one real two-node swarm for the whole tier (set up once: it takes
 seconds, and a test's services are removed after it), and sidecars following its services."""
 
+import signal
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 import pytest
 
@@ -12,14 +14,27 @@ from tests.swarm.cluster import Cluster
 FollowService = Callable[..., SidecarProcess]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keeps_host_network(host_network_kept: None) -> None:
+    """The swarm leaves no link or address in the host's namespace, however the tier ends."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(keeps_host_network: None) -> Iterator[Cluster]:
+    # A run stopped with SIGTERM (a CI job's time limit) ends like Ctrl-C: the swarm is removed.
+    # (One killed with SIGKILL leaves it to the next run: Cluster.start.)
+    sigterm = signal.signal(signal.SIGTERM, _interrupt)
     cluster = Cluster()
     try:
         cluster.start()
         yield cluster
     finally:
         cluster.destroy()
+        signal.signal(signal.SIGTERM, sigterm)
 
 
 @pytest.fixture

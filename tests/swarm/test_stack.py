@@ -33,7 +33,8 @@ class Stack:
         self.swarm, self.project, self.base_image = swarm, project, base_image
         self.name = f"vs{os.getpid()}"
         socket = swarm.manager.host.removeprefix("unix://")
-        self.url = f"http://127.0.0.1:{free_port()}"
+        # nginx publishes its port on node 1, in node 1's network namespace: the host reaches it there.
+        self.url = f"http://{swarm.manager_address_from_host}:{free_port()}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "SIDECAR_", "DOCKER"))}
         self.env.update(
             DOCKER=DOCKER_CLI,
