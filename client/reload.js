@@ -2,13 +2,19 @@
 // Usage, data-* attributes, events: docs/client.md.
 (function () {
   "use strict";
-  if (window.versionSidecar) return; // the script was included twice
+  var LOG = "[version-sidecar] ";
+  // Included twice? (Checked on our API: an element with id="versionSidecar" is window.versionSidecar too.)
+  if (window.versionSidecar && typeof window.versionSidecar.reload === "function") return;
   // Below the support floor (docs/client.md, Browsers): nothing, never an error.
   if (!window.EventSource || !window.URL || !window.CustomEvent || !document.documentElement.attachShadow) return;
 
-  var script = document.currentScript || {};
-  var data = script.dataset || {};
-  var streamUrl = new URL(data.stream || "version", script.src || location.href).href;
+  // Our own tag: document.currentScript, which is null in a <script type="module">: then by its src.
+  var script = document.currentScript || [].filter.call(document.scripts, function (tag) {
+    return /\/reload\.js([?#]|$)/.test(tag.src);
+  })[0];
+  if (!script) return console.warn(LOG + "Not started: no <script> tag whose src ends in /reload.js");
+  var data = script.dataset;
+  var streamUrl = new URL(data.stream || "version", script.src).href;
   var countdownSeconds = data.countdown === undefined ? 30 : Math.max(0, parseInt(data.countdown, 10) || 0);
   var silent = data.mode === "silent";
   var texts = {
@@ -17,9 +23,9 @@
     later: data.textLater || "Later",
     countdown: data.textCountdown || "Reloading in {seconds} s.",
     notes: data.textNotes || "What's new",
-    unsaved: data.textUnsaved || "You have unsaved changes, so this page will not reload by itself."
+    unsaved: data.textUnsaved || "You have unsaved changes, so this page will not reload by itself.",
+    broken: data.textBroken || "Part of this page failed to load: it needs a reload."
   };
-  var LOG = "[version-sidecar] ";
   var RELOADED_FOR = "version-sidecar:reloaded-for"; // this tab's (sessionStorage)
   var TRIP = "version-sidecar:reloaded-from-to"; // this tab's last reload: the version it left, the one it wanted
   var SUPERSEDED = "version-sidecar:superseded"; // the browser's (localStorage)
@@ -32,6 +38,7 @@
   var dismissed = null; // the version the user said "Later" to
   var deadline = 0; // when the countdown reloads (ms since epoch), 0 = it does not
   var formDirty = false;
+  var broken = false; // a chunk failed to load and we could not reload by ourselves
 
   function log(text) {
     console.log(LOG + text);
@@ -117,6 +124,7 @@
       render();
       return;
     }
+    if (healChunk()) return;
     if (version === offered || version === dismissed) return; // a heartbeat: already handled
     offered = version;
     notes = notesUrl || null;
@@ -151,7 +159,7 @@
     ".toast{all:initial;display:block;max-width:22rem;padding:14px 16px;" +
     "border-radius:10px;background:#1f2430;color:#f5f7fa;box-shadow:0 6px 24px rgba(0,0,0,.3);" +
     "font:14px/1.45 system-ui,sans-serif;animation:in .2s ease-out}" +
-    "p{margin:0 0 10px}.countdown{color:#b8c0cc;font-size:13px}.countdown:empty{display:none}" +
+    "p{margin:0 0 10px;overflow-wrap:anywhere}.countdown{color:#b8c0cc;font-size:13px}.countdown:empty{display:none}" +
     ".actions{display:flex;gap:8px}" +
     "button{font:inherit;font-weight:600;border-radius:6px;padding:6px 14px;cursor:pointer;" +
     "border:1px solid #5b6577;background:transparent;color:inherit}" +
@@ -209,6 +217,7 @@
 
   function later() {
     log("Later: no toast until a further version");
+    broken = false;
     dismissed = offered;
     offered = null;
     deadline = 0;
@@ -252,10 +261,55 @@
       deadline = 0; // once: a reload under a service worker takes a moment
       return reload();
     }
-    countdownLine.textContent = deadline ? texts.countdown.replace("{seconds}", left) : formDirty ? texts.unsaved : "";
+    countdownLine.textContent = deadline ? texts.countdown.replace("{seconds}", left) :
+      broken ? texts.broken : formDirty ? texts.unsaved : "";
   }
 
   document.addEventListener("visibilitychange", render);
+
+  // A deploy's worst symptom: the open page asks for a code chunk the deploy deleted. When a
+  // version other than the page's is announced (or is within CHUNK_WAIT of the failure: the app
+  // can be deployed a moment before the sidecar says so), reload into it at once, no countdown.
+  // Not over unsaved input, not twice for one version (then the toast says why), and not when the
+  // announced version is the page's own (a flaky network is not a deploy).
+  var CHUNK_WAIT = 10000;
+  var chunkFailedAt = 0; // when a chunk failed to load (ms since epoch), 0 = none waiting
+
+  function chunkFailed(what) {
+    chunkFailedAt = Date.now();
+    log("A chunk failed to load: " + what);
+    healChunk();
+  }
+
+  // True when it acted on a failed chunk: reloaded, or showed the toast saying a reload is needed.
+  function healChunk() {
+    if (!chunkFailedAt || !latestVersion || latestVersion === pageVersion) return false;
+    if (Date.now() - chunkFailedAt > CHUNK_WAIT) return chunkFailedAt = 0;
+    chunkFailedAt = 0;
+    if (formDirty || listed("sessionStorage", RELOADED_FOR).indexOf(latestVersion) >= 0) {
+      log("No reload for the failed chunk: " + (formDirty ? "a form field was edited" : "reloaded for " + latestVersion + " once already"));
+      broken = true;
+      offered = latestVersion;
+      dismissed = null;
+      deadline = 0;
+      render();
+    } else {
+      log("Reloading at once for the failed chunk");
+      reload();
+    }
+    return true;
+  }
+
+  window.addEventListener("vite:preloadError", function (event) {
+    chunkFailed(event.payload);
+  });
+  // A rejected import(): webpack's ChunkLoadError, or the engine's own message (Chromium, Firefox, WebKit).
+  window.addEventListener("unhandledrejection", function (event) {
+    var error = event.reason || {};
+    if (error.name === "ChunkLoadError" || /dynamically imported module|Importing a module script failed/.test(error.message)) {
+      chunkFailed(error.message);
+    }
+  });
 
   // Silent mode: once a new version is out, a same-origin link click is a full page load,
   // so a single-page app picks it up on its next navigation.

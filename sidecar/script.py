@@ -1,13 +1,21 @@
-"""The drop-in client script, loaded once, served with an ETag and gzip when the request's
-Accept-Encoding prefers it (RFC 9110, section 12.5.3)."""
+"""The drop-in client script, minified once at load, served with an ETag and gzip when the
+request's Accept-Encoding prefers it (RFC 9110, section 12.5.3).
+
+Why not aiohttp's FileResponse with a precompressed .gz: it picks the .gz when "gzip" appears
+anywhere in Accept-Encoding (so `gzip;q=0` and `notgzip` get gzip), and it serves files, while
+the script is minified in memory at start-up and the container's root filesystem is read-only.
+The validators use aiohttp's own parsing of If-None-Match (request.if_none_match)."""
 
 import gzip
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
+from calmjs.parse import es5  # type: ignore[import-untyped]  # no type hints shipped
+from calmjs.parse.unparsers.es5 import minify_print  # type: ignore[import-untyped]
 
 SCRIPT_NAME = "reload.js"
 
@@ -52,18 +60,20 @@ def prefers_gzip(accept_encoding: str) -> bool:
     return gzip_q > 0.0 and gzip_q >= identity_q
 
 
-def strip_comments(source: bytes) -> bytes:
-    """reload.js as served: without its comments (a third of its gzipped size). Whole-line `//`
-    comments go, and a trailing ` // ...` where the quotes before it are balanced (not in a string)."""
-    kept = []
-    for line in source.decode("utf-8").splitlines():
-        if line.lstrip().startswith("//"):
-            continue
-        mark = line.find(" // ")
-        if mark >= 0 and line.count('"', 0, mark) % 2 == 0:
-            line = line[:mark]
-        kept.append(line.rstrip())
-    return ("\n".join(kept) + "\n").encode("utf-8")
+def minify(source: str) -> bytes:
+    """reload.js as served: parsed by calmjs.parse and printed back without comments and
+    whitespace, its local names shortened (a sixth smaller gzipped than without). A parser, not a
+    pattern, so strings, regular expressions and comments are told apart; it reads ES5, the script's
+    dialect, and refuses anything else with the line (ECMASyntaxError): start-up stops, loudly."""
+    small: str = minify_print(es5(source), obfuscate=True, obfuscate_globals=False)
+    return small.encode("utf-8")
+
+
+def etag_matches(etag: str, if_none_match: Iterable[str]) -> bool:
+    """If-None-Match (its entity-tags' values, as aiohttp parses them) as RFC 9110, section
+    13.1.2 says: `*` matches any current representation, and the comparison is weak
+    (W/"x" matches "x")."""
+    return any(value in ("*", etag) for value in if_none_match)
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ class ClientScript:
 
     @classmethod
     def load(cls) -> "ClientScript":
-        body = strip_comments(_script_bytes())
+        body = minify(_script_bytes().decode("utf-8"))
         return cls(body, gzip.compress(body, 9, mtime=0), hashlib.sha256(body).hexdigest()[:20])
 
     def respond(self, request: web.Request) -> web.Response:
@@ -87,7 +97,7 @@ class ClientScript:
             "Vary": "Accept-Encoding",
             "Content-Type": "text/javascript; charset=utf-8",
         }
-        if etag in (tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")):
+        if etag_matches(etag.strip('"'), (tag.value for tag in request.if_none_match or ())):
             return web.Response(status=304, headers=headers)
         if use_gzip:
             headers["Content-Encoding"] = "gzip"

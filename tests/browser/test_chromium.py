@@ -50,10 +50,10 @@ def test_the_back_forward_cache_keeps_the_page_and_it_rejoins(site: Site) -> Non
     assert site.stream_count() == 1
 
 
-def make_shell(folder: Path, version: str, countdown: int) -> None:
+def make_shell(folder: Path, version: str, countdown: int, body: str = AppPage.body) -> None:
     """The PWA as deployed at `version`: its page, and a Workbox service worker precaching it."""
     register = "<script>navigator.serviceWorker.register('/sw.js')</script>"
-    page = AppPage(version=version, head=register, script_attributes=f'data-countdown="{countdown}"')
+    page = AppPage(version=version, head=register, script_attributes=f'data-countdown="{countdown}"', body=body)
     (folder / "index.html").write_bytes(page.markup(version))
     node = shutil.which("node")
     assert node is not None, "the browser tier needs Node.js (Debian's nodejs)"

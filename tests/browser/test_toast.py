@@ -1,5 +1,8 @@
 """The toast and what the page does about a new version, as a user sees it in real Chromium."""
 
+import html
+
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import (
@@ -11,6 +14,7 @@ from tests.browser.conftest import (
     wait_for_log,
     wait_for_version,
 )
+from tests.docs import blocks, read, section
 from tests.sidecar_process import REPO
 
 NOTES = "https://example.com/releases/v2"
@@ -101,14 +105,66 @@ def test_hostile_page_css_cannot_hide_or_restyle_the_toast(site: Site) -> None:
     reloads_onto(page, "v2")
 
 
-def test_a_strict_content_security_policy_still_gets_a_styled_toast(site: Site) -> None:
-    csp = """<meta http-equiv="Content-Security-Policy" content="default-src 'self'">"""
-    page = site.open("/app", AppPage(script_attributes='data-countdown="0"', head=csp))
+# Every violation of the page's policy, recorded from before the page's first line (Playwright's init
+# scripts run whatever the policy says).
+RECORD_VIOLATIONS = """
+  window.violations = [];
+  addEventListener("securitypolicyviolation", (event) => {
+    window.violations.push(event.violatedDirective + " " + event.blockedURI + " " + (event.sample || ""));
+  });
+"""
+
+
+def documented_policy() -> str:
+    """The Content-Security-Policy docs/client.md says the script works under."""
+    [block] = blocks(section(read("docs/client.md"), "Content-Security-Policy"), "http")
+    name, _, policy = block.strip().partition(": ")
+    assert name == "Content-Security-Policy", block
+    return policy
+
+
+@pytest.mark.parametrize("policy", ["default-src 'self'", "documented"])
+def test_under_a_strict_content_security_policy_the_toast_is_styled_and_nothing_is_refused(
+    site: Site, policy: str
+) -> None:
+    if policy == "documented":
+        policy = documented_policy()
+    assert "require-trusted-types-for 'script'" in policy or policy == "default-src 'self'"
+    site.context.add_init_script(RECORD_VIOLATIONS)
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{html.escape(policy)}">'
+    page = site.open("/app", AppPage(script_attributes='data-countdown="0"', head=meta))
     site.deploy("v2")
     toast = page.get_by_role("status")
-    expect(toast).to_be_visible()
+    expect(toast).to_contain_text("A new version (v2) is available.")
     assert toast.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(31, 36, 48)"
     assert page.locator("version-sidecar-toast").evaluate("e => getComputedStyle(e).position") == "fixed"
+    page.get_by_role("button", name="Later").click()  # the toast's whole life: shown, then hidden
+    expect(toast).to_have_count(0)
+    wait_for_heartbeats(site, page, "v2")
+    assert page.evaluate("window.violations") == []
+    refused = [line for line in site.console[page] if "Content Security Policy" in line or "Trusted Type" in line]
+    assert refused == []
+
+
+def test_a_40_character_version_fits_the_toast_on_a_narrow_phone(site: Site) -> None:
+    page = site.open("/app", AppPage(script_attributes='data-countdown="0"'))
+    page.set_viewport_size({"width": 390, "height": 844})
+    version = "3f2a1c9e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39"  # a git SHA
+    site.deploy(version)
+    toast = page.get_by_role("status")
+    expect(toast).to_contain_text(version)
+    layout = toast.evaluate(
+        """toast => ({
+          left: toast.getBoundingClientRect().left,
+          right: toast.getBoundingClientRect().right,
+          overflow: toast.scrollWidth - toast.clientWidth,
+          version: toast.querySelector("strong").getBoundingClientRect().right,
+          page: document.documentElement.scrollWidth,
+        })"""
+    )
+    assert layout["left"] >= 0 and layout["right"] <= 390, layout  # on the screen
+    assert layout["overflow"] <= 0 and layout["version"] <= layout["right"], layout  # the version inside it
+    assert layout["page"] <= 390, layout  # and the page does not scroll sideways
 
 
 def test_the_toast_works_from_the_keyboard_and_keeps_still_for_reduced_motion(site: Site) -> None:

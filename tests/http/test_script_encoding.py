@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.script import strip_comments
+from sidecar.script import minify
 from tests.http.conftest import MakeSidecar
 
-SCRIPT = strip_comments((Path(__file__).resolve().parents[2] / "client" / "reload.js").read_bytes())
+SCRIPT = minify((Path(__file__).resolve().parents[2] / "client" / "reload.js").read_text(encoding="utf-8"))
 
 GZIPPED = [
     "gzip",
@@ -101,3 +101,34 @@ async def test_each_encoding_has_its_own_etag(make_sidecar: MakeSidecar) -> None
         "/events/reload.js", headers={"Accept-Encoding": "identity", "If-None-Match": plain.headers["ETag"]}
     )
     assert same.status == 304
+
+
+@pytest.mark.parametrize(
+    "if_none_match",
+    ["*", "W/{etag}", '"other", {etag}', 'W/"other", W/{etag}'],
+    ids=["any", "weak", "in a list", "weak in a list"],
+)
+@pytest.mark.parametrize("accept_encoding", ["gzip", "identity"])
+async def test_if_none_match_any_and_weak_validators_get_304(
+    make_sidecar: MakeSidecar, accept_encoding: str, if_none_match: str
+) -> None:
+    """RFC 9110, section 13.1.2: `*` matches any current representation, and If-None-Match
+    compares weakly (W/"x" matches "x")."""
+    sidecar = await make_sidecar()
+    first = await sidecar.client.get("/events/reload.js", headers={"Accept-Encoding": accept_encoding})
+    condition = if_none_match.format(etag=first.headers["ETag"])
+    again = await sidecar.client.get(
+        "/events/reload.js", headers={"Accept-Encoding": accept_encoding, "If-None-Match": condition}
+    )
+    assert again.status == 304, condition
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert await again.read() == b""
+
+
+async def test_a_weak_validator_of_another_script_gets_the_script(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar()
+    response = await sidecar.client.get(
+        "/events/reload.js", headers={"Accept-Encoding": "identity", "If-None-Match": 'W/"an-old-version", "x"'}
+    )
+    assert response.status == 200
+    assert await response.read() == SCRIPT
