@@ -1,5 +1,6 @@
 """Fixtures shared by every test tier."""
 
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -68,3 +69,20 @@ def name() -> Callable[[str], str]:
     """name("app") -> a container or image name no other test run uses."""
     run = uuid.uuid4().hex[:8]
     return lambda what: f"vs-{run}-{what}"
+
+
+@pytest.fixture
+def still_going() -> Iterator[int]:
+    """The PID of a process that runs until the test ends (a test run still going, for the tiers
+    that clean up after killed runs)."""
+    process = subprocess.Popen(["sleep", "600"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def finished_pid() -> int:
+    """The PID of a process that has ended (a killed test run's)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

@@ -2,31 +2,15 @@
 run still going has there."""
 
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
 from tests import host_network
+from tests.conftest import finished_pid
 from tests.docker.engine import Engine
 from tests.e2e.killed_runs import COMPOSE_PROJECT_LABEL, PROJECT_PREFIX, remove_killed_runs
 
 pytestmark = pytest.mark.docker
-
-
-def finished_pid() -> int:
-    """The PID of a process that has ended (a killed test run's)."""
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
-
-
-@pytest.fixture
-def still_going() -> Iterator[int]:
-    """The PID of a process that runs until the test ends (a test run still going)."""
-    process = subprocess.Popen(["sleep", "600"])
-    yield process.pid
-    process.kill()
-    process.wait()
 
 
 def test_a_killed_runs_compose_project_goes_and_a_running_ones_stays(docker_host: str, still_going: int) -> None:

@@ -2,14 +2,13 @@
 running, and its network namespaces with every link in them, the host's end of a veth pair too;
 and leaves what a run still going has made."""
 
-import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import host_network
+from tests.conftest import finished_pid
 from tests.swarm.cluster import (
     OWNER_FILE,
     RUN_FOLDER_PREFIX,
@@ -22,13 +21,6 @@ from tests.swarm.cluster import (
 )
 
 pytestmark = pytest.mark.swarm
-
-
-def finished_pid() -> int:
-    """The PID of a process that has ended (a killed test run's)."""
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
 
 
 def left_run(owner: int, subnet: int) -> Path:
@@ -59,15 +51,6 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-@pytest.fixture
-def still_going() -> Iterator[int]:
-    """The PID of a process that runs until the test ends (a test run still going)."""
-    process = subprocess.Popen(["sleep", "600"])
-    yield process.pid
-    process.kill()
-    process.wait()
 
 
 def test_a_killed_runs_engines_and_namespaces_go_and_a_running_ones_stay(still_going: int) -> None:
