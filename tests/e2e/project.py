@@ -55,6 +55,12 @@ def compose(project: Path, env: dict[str, str], *args: str) -> str:
     return done.stdout + done.stderr
 
 
+def keep_logs_and_take_down(project: Path, env: dict[str, str], log_file: Path) -> None:
+    """End a deploy test: the services' last log lines go to `log_file`, then the project comes down."""
+    log_file.write_text(compose(project, env, "logs", "--no-color", "--tail", "40"), encoding="utf-8")
+    compose(project, env, "down", "--remove-orphans", "--timeout", "5")
+
+
 def open_tab(browser: Browser, url: str) -> tuple[Page, list[str]]:
     """A new tab on `url`, and the list its console lines are appended to."""
     page = browser.new_context().new_page()

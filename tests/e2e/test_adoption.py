@@ -24,7 +24,7 @@ from tests.browser.conftest import wait_for_version
 from tests.docker.engine import DOCKER_CLI as DOCKER
 from tests.docs import blocks, read, section
 from tests.e2e.killed_runs import ADOPTION_PREFIX, remove_killed_runs
-from tests.e2e.project import compose, git, open_tab
+from tests.e2e.project import git, keep_logs_and_take_down, open_tab
 from tests.sidecar_process import REPO, free_port
 from tests.waiting import wait_until
 
@@ -150,9 +150,7 @@ def shop(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[tuple[Pa
     try:
         yield project, env
     finally:
-        logs = compose(project, env, "logs", "--no-color", "--tail", "40")
-        (tmp_path / "compose.log").write_text(logs, encoding="utf-8")
-        compose(project, env, "down", "--remove-orphans", "--timeout", "5")
+        keep_logs_and_take_down(project, env, tmp_path / "compose.log")
         # This run's images (on vfs each is a full copy); the base image and build cache stay.
         sidecar_version = git(project, "log", "-1", "--format=%h", "--", "version-sidecar")
         listed = [DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}", "shop"]

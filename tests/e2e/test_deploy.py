@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, expect
 from tests.browser.conftest import ARTIFACTS, wait_for_version
 from tests.docker.engine import DOCKER_CLI as DOCKER
 from tests.e2e.killed_runs import PROJECT_PREFIX, remove_killed_runs
-from tests.e2e.project import compose, git, make_project, open_tab
+from tests.e2e.project import compose, git, keep_logs_and_take_down, make_project, open_tab
 from tests.sidecar_process import free_port
 from tests.waiting import wait_until
 
@@ -70,9 +70,7 @@ def project_env(tmp_path: Path, docker_host: str, base_image: str) -> Iterator[t
     try:
         yield project, env
     finally:
-        logs = compose(project, env, "logs", "--no-color", "--tail", "40")
-        (tmp_path / "compose.log").write_text(logs, encoding="utf-8")
-        compose(project, env, "down", "--remove-orphans", "--timeout", "5")
+        keep_logs_and_take_down(project, env, tmp_path / "compose.log")
         # The images of this run (on vfs each is a full copy); the base image and build cache stay.
         for name in (env["APP_IMAGE"], env["SIDECAR_IMAGE"]):
             listed = [DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}", name]
