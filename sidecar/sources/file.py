@@ -52,6 +52,9 @@ class FileSource(Source):
         # completed write also wakes the poller at once (FileWatch), so a change is announced
         # without waiting for the next poll.
         self.poll_interval = poll_interval
+        # What read_initial delivered: following starts from it, so it is not offered a second time
+        # (where something else announced a version in between, that second offer would undo it).
+        self._initial: str | None = None
 
     def _read(self) -> str:
         """The stripped content of the file; SourceError saying why there is none to use. Blocks
@@ -104,7 +107,8 @@ class FileSource(Source):
                 self._reading = None
 
     async def read_initial(self) -> str:
-        return await self._read_off_loop()
+        self._initial = await self._read_off_loop()
+        return self._initial
 
     async def follow(self, publish: Publish) -> None:
         watch = FileWatch(self.path)
@@ -115,7 +119,7 @@ class FileSource(Source):
             watch.close()
 
     async def _poll(self, publish: Publish, watch: FileWatch) -> None:
-        last_seen: str | None = None
+        last_seen = self._initial
         last_read_failed = False
         while True:
             with contextlib.suppress(TimeoutError):  # the next poll, or at once on a completed write

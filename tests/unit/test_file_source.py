@@ -56,6 +56,34 @@ async def test_the_file_source_announces_a_write_before_its_next_poll(tmp_path: 
         await asyncio.gather(follower, return_exceptions=True)
 
 
+async def test_following_does_not_offer_again_what_the_initial_read_delivered(tmp_path: Path) -> None:
+    # Offering it again would undo any version announced in between (the http tier's publish).
+    version_file = tmp_path / "version.txt"
+    version_file.write_text("v1\n")
+    source = FileSource(version_file, poll_interval=3600)
+    assert await source.read_initial() == "v1"
+    first_poll_read = threading.Event()
+    read = source._read
+
+    def read_and_tell() -> str:
+        value = read()
+        first_poll_read.set()
+        return value
+
+    source._read = read_and_tell  # type: ignore[method-assign]
+    seen: asyncio.Queue[str] = asyncio.Queue()
+    follower = asyncio.create_task(source.follow(seen.put_nowait))
+    try:
+        await asyncio.sleep(0)  # the follower starts its watch before it first waits
+        version_file.write_text("v1\n")  # the same content: wakes the follower, which reads it
+        assert await asyncio.to_thread(first_poll_read.wait, 10)
+        version_file.write_text("v2\n")  # read only once the v1 read has been handled
+        assert await asyncio.wait_for(seen.get(), 10) == "v2"
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+
+
 IN_OPEN = 0x00000020  # <sys/inotify.h>: the file was opened
 TOO_LONG = "is 4097 bytes long; a version file holds at most 4096"
 
