@@ -186,8 +186,10 @@ def test_each_deploy_reaches_the_open_tab_and_a_broken_one_fails(
     # The new sidecar container may take the old one's address and answer the tab before nginx
     # reloads, while deploy.sh still waits: by the time it returns, the toast's 30 s countdown may
     # already have reloaded the tab onto the new version. Either way the toast was shown first.
+    # While the sidecar was away, the tab's own retries backed off (each 502 doubles the delay, up
+    # to 60 s): the next one may come up to a minute after deploy.sh returns.
     told = "v => document.documentElement.dataset.appVersion === v || window.versionSidecar?.latestVersion === v"
-    page.wait_for_function(told, arg=third, timeout=30_000)
+    page.wait_for_function(told, arg=third, timeout=90_000)
     if page.locator("html").get_attribute("data-app-version") != third:
         expect(toast).to_contain_text(f"A new version ({third}) is available.", timeout=30_000)
         page.get_by_role("button", name="Reload").click()
