@@ -15,6 +15,7 @@ import os
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .loadclient import Fleet, raise_open_files_limit, source_addresses
@@ -55,9 +56,14 @@ def user_system_seconds(pids: list[int]) -> tuple[float, float]:
 def where_samples_went(data: Path) -> tuple[int, collections.Counter[str]]:
     """The samples of a `perf record -g` file, counted by place."""
     script = subprocess.run(["perf", "script", "-i", str(data), "-F", "ip,sym,dso"], capture_output=True, text=True)
+    return places_of(script.stdout)
+
+
+def places_of(script: str) -> tuple[int, collections.Counter[str]]:
+    """The samples of `perf script -F ip,sym,dso` output (one block per sample, leaf first)."""
     places: collections.Counter[str] = collections.Counter()
     total = 0
-    for sample in script.stdout.split("\n\n"):
+    for sample in script.split("\n\n"):
         frames = [line.strip() for line in sample.strip().splitlines() if line.strip()]
         if not frames:
             continue
@@ -71,15 +77,30 @@ def where_samples_went(data: Path) -> tuple[int, collections.Counter[str]]:
     return total, places
 
 
-def measure(server: Server, clients: int, changes: int, perf_to: Path | None) -> None:
+@dataclass
+class FanoutCpu:
+    """One server's fan-outs: CPU seconds summed over the counted changes, p99 of each change."""
+
+    server: str
+    clients: int
+    ready: int
+    changes: int
+    user: float = 0.0
+    system: float = 0.0
+    client: float = 0.0
+    p99s: list[float] = field(default_factory=list)
+
+    def per_client_us(self, seconds: float) -> float:
+        return seconds * 1e6 / self.changes / self.clients
+
+
+def measure(server: Server, clients: int, changes: int, perf_to: Path | None) -> FanoutCpu:
     processes = max(1, math.ceil(clients / STREAMS_PER_CLIENT_PROCESS))
     server.start("bench-0")
     fleet = Fleet("127.0.0.1", server.port, STREAM_PATH, processes, source_addresses(8))
     try:
-        ready = fleet.connect(clients, 180)["ready"]
+        result = FanoutCpu(server.name, clients, fleet.connect(clients, 180)["ready"], changes)
         time.sleep(1)
-        user = system = client = 0.0
-        p99s = []
         for change in range(changes + 1):  # change 0 warms up and is not counted
             version = f"bench-{change + 1}"
             client_before = fleet.cpu_seconds()
@@ -101,21 +122,25 @@ def measure(server: Server, clients: int, changes: int, perf_to: Path | None) ->
                 recorder.wait(30)
             if change == 0:
                 continue
-            user += user_after - user_before
-            system += system_after - system_before
-            client += fleet.cpu_seconds() - client_before
-            p99s.append(receipts[int(0.99 * len(receipts))] if receipts else math.nan)
-        per_client = 1e6 / changes / clients
-        print(
-            f"{server.name}: {ready:,} of {clients:,} clients, {changes} changes; per client per fan-out: "
-            f"server user {user * per_client:.1f} us + system {system * per_client:.1f} us, "
-            f"load client {client * per_client:.1f} us; p99 {sum(p99s) / len(p99s) * 1000:.0f} ms "
-            f"(each: {', '.join(f'{p * 1000:.0f}' for p in p99s)})",
-            flush=True,
-        )
+            result.user += user_after - user_before
+            result.system += system_after - system_before
+            result.client += fleet.cpu_seconds() - client_before
+            result.p99s.append(receipts[int(0.99 * len(receipts))] if receipts else math.nan)
     finally:
         fleet.stop()
         server.stop()
+    return result
+
+
+def report(result: FanoutCpu, perf_to: Path | None) -> None:
+    print(
+        f"{result.server}: {result.ready:,} of {result.clients:,} clients, {result.changes} changes; per client "
+        f"per fan-out: server user {result.per_client_us(result.user):.1f} us + system "
+        f"{result.per_client_us(result.system):.1f} us, load client {result.per_client_us(result.client):.1f} us; "
+        f"p99 {sum(result.p99s) / len(result.p99s) * 1000:.0f} ms "
+        f"(each: {', '.join(f'{p * 1000:.0f}' for p in result.p99s)})",
+        flush=True,
+    )
     if perf_to is not None and perf_to.exists():
         total, places = where_samples_went(perf_to)
         print(f"  perf, one change, {total} samples of the server:")
@@ -136,7 +161,8 @@ def main() -> None:
         for kind in (Sidecar, Nchan):
             if args.only in (None, kind.name):
                 perf_to = Path(scratch) / f"{kind.name}.perf" if args.perf else None
-                measure(kind(Path(scratch) / kind.name, args.workers), args.clients, args.changes, perf_to)
+                server = kind(Path(scratch) / kind.name, args.workers)
+                report(measure(server, args.clients, args.changes, perf_to), perf_to)
 
 
 if __name__ == "__main__":
