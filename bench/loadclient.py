@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import re
 import resource
 import sys
 import time
@@ -25,6 +26,9 @@ DEFAULT_RETRY_MS = 3000
 CONNECTS_IN_FLIGHT = 256
 # Once every connect is made, how long the stragglers may take to get their first event.
 FIRST_EVENT_WAIT = 20.0
+# The fields of an event the client acts on, each line in one C-level scan (SSE: a line is
+# `name:value`; `event:` and `id:` need nothing here).
+_FIELDS = re.compile(rb"^(data|retry):(.*)$", re.MULTILINE)
 
 
 class StreamClient(asyncio.Protocol):
@@ -106,14 +110,14 @@ class StreamClient(asyncio.Protocol):
             self._event(event, now)
 
     def _event(self, event: bytes, now: float) -> None:
-        for line in event.split(b"\n"):
-            if line[:5] == b"data:":
-                payload = line[5:].lstrip(b" ")
+        for name, value in _FIELDS.findall(event):
+            if name == b"data":
+                payload = value.lstrip(b" ")
                 if payload not in self.seen:
                     self.seen[payload] = now
                     self.fleet.received(self, payload)
-            elif line[:6] == b"retry:":
-                self.retry_ms = int(line[6:])
+            else:
+                self.retry_ms = int(value)
 
     def _dechunk(self) -> bytes:
         """Take the data of complete (or partial) chunks out of _pending."""

@@ -7,7 +7,7 @@ aborted (a graceful close would wait on the very peer that does not read).
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .stream import Framed, OpenedStream
@@ -66,13 +66,6 @@ class Client:
         await stream.send_head_with(first)
         return self._too_slow(clock())
 
-    def send(self, event: Framed, now: float) -> str | None:
-        """Queue `event` (at `now`) without waiting for the peer; None, or why the stream must end."""
-        if self.transport.is_closing():
-            return "connection closed"
-        self.transport.write(event.chunked if self.chunked else event.plain)
-        return self._too_slow(now)
-
     def stalled(self, now: float) -> str | None:
         """Why the stream must end if its unsent data has waited past the send timeout, else None
         (and it leaves the waiting set once its data is sent)."""
@@ -90,7 +83,9 @@ class Client:
             self.ended.set_result(reason)
 
     def _too_slow(self, now: float) -> str | None:
-        unsent = self.transport.get_write_buffer_size()
+        return self._left_unsent(self.transport.get_write_buffer_size(), now)
+
+    def _left_unsent(self, unsent: int, now: float) -> str | None:
         if unsent > self.rules.max_buffer:
             return self._abort("too_slow", f"too slow: more than {self.rules.max_buffer} bytes unsent")
         if unsent and self.waiting_since is None:
@@ -108,3 +103,22 @@ class Client:
         if _TCP_USER_TIMEOUT is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
             return
         sock.setsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT, int(self.rules.send_timeout * 1000))
+
+
+def send_to_each(clients: Iterable[Client], event: Framed, now: float) -> list[tuple[Client, str]]:
+    """Queue `event` (at `now`) to each client without waiting for any peer; returns the clients
+    whose stream must end, with why. One loop with the common case inline (write, nothing left
+    unsent) and no method call of ours per client: a fan-out runs it for every client at once,
+    so each call shows in its CPU (bench/RESULTS.md, "Where one fan-out's CPU goes")."""
+    ending: list[tuple[Client, str]] = []
+    plain, chunked = event.plain, event.chunked
+    for client in clients:
+        transport = client.transport
+        if transport.is_closing():
+            ending.append((client, "connection closed"))
+            continue
+        transport.write(chunked if client.chunked else plain)
+        if unsent := transport.get_write_buffer_size():
+            if (reason := client._left_unsent(unsent, now)) is not None:
+                ending.append((client, reason))
+    return ending

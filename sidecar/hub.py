@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import Callable
 
-from .client import Client, DropRules
+from .client import Client, DropRules, send_to_each
 from .heartbeat_slices import HeartbeatSlices
 from .host import HostTable, WorkerRow
 from .logs import get_logger
@@ -156,7 +156,5 @@ class Hub:
                     self.leave(client, reason)
 
     def _send_all(self, clients: list[Client], event: Framed) -> None:
-        now = self.clock()
-        for client in clients:
-            if (reason := client.send(event, now)) is not None:
-                self.leave(client, reason)
+        for client, reason in send_to_each(clients, event, self.clock()):
+            self.leave(client, reason)
