@@ -196,6 +196,7 @@ def run_scale(
             for kind in (kinds if turn % 2 == 0 else kinds[::-1])
         }
         pairs.append((results[kinds[0]], results.get("nchan") if len(kinds) > 1 else None))
+        print(fanout_table(pairs[-1:]), file=sys.stderr, flush=True)  # so far, should a later size fail
     return pairs
 
 

@@ -117,7 +117,7 @@ def run_side_by_side(
             result.rss_before, result.pss_before, cpu_start = server.rss(), server.pss(), server.cpu()
             sources = source_addresses(SOURCE_ADDRESSES)
             fleet = fleets[kind] = Fleet("127.0.0.1", server.port, STREAM_PATH, client_processes, sources)
-            connected = fleet.connect(clients, CONNECT_TIMEOUT)
+            connected = fleet.connect(clients, CONNECT_TIMEOUT + clients / 1000)  # 100,000: 280 s
             result.connect_seconds, result.ready = connected["seconds"], connected["ready"]
             result.errors = connected["errors"]
             result.cpu_connect = server.cpu() - cpu_start
