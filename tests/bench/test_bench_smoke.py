@@ -80,8 +80,10 @@ def test_scale_run_prints_its_table_plots_and_scrapes(capsys: pytest.CaptureFixt
     assert len(charts) == 2, out
     for chart in charts:
         assert 'x-axis "clients" ["200", "300"]' in chart
-        for series in re.findall(r"(?:bar|line) \[(.*)\]", chart):
-            assert len([value for value in series.split(",") if float(value) > 0]) == 2, chart
+        series = dict(re.findall(r"(bar|line) \[(.*)\]", chart))  # nchan's bars, the sidecar's line
+        assert sorted(series) == ["bar", "line"], chart
+        for values in series.values():
+            assert len([value for value in values.split(",") if float(value) > 0]) == 2, chart
     [scrape] = _rows(out.split("## /metrics")[1].split("##")[0])[2:]
     assert scrape[:3] == ["300", "2", "3"], scrape
     assert float(scrape[3]) >= 0 and int(scrape[5]) >= 2 and scrape[-1] == "0", scrape
