@@ -183,8 +183,9 @@ def run_scale(
     pairs: list[tuple[FanoutResult, FanoutResult | None]] = []
     for turn, size in enumerate(sizes):
         processes = _client_processes(size, per_process)
-        results = {
-            kind: run_fanout(
+        results: dict[str, FanoutResult] = {}
+        for kind in kinds if turn % 2 == 0 else kinds[::-1]:
+            results[kind] = run_fanout(
                 kind,
                 size,
                 work / f"scale-{size}-{kind}",
@@ -193,10 +194,8 @@ def run_scale(
                 changes=changes,
                 scrapes=scrapes if size == max(sizes) else 0,
             )
-            for kind in (kinds if turn % 2 == 0 else kinds[::-1])
-        }
+            print(fanout_table([(results[kind], None)]), file=sys.stderr, flush=True)  # should a later one fail
         pairs.append((results[kinds[0]], results.get("nchan") if len(kinds) > 1 else None))
-        print(fanout_table(pairs[-1:]), file=sys.stderr, flush=True)  # so far, should a later size fail
     return pairs
 
 
