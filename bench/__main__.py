@@ -20,7 +20,6 @@ from . import kernel_limits
 from .loadclient import raise_open_files_limit
 from .plot import xychart
 from .scenarios import (
-    SOURCE_ADDRESSES,
     FanoutResult,
     LeakResult,
     StormResult,
@@ -29,6 +28,7 @@ from .scenarios import (
     run_leak,
     run_side_by_side,
     run_storm,
+    source_count,
 )
 
 
@@ -211,7 +211,7 @@ def _demands(args: argparse.Namespace) -> tuple[int, int, int]:
     return (
         max(size * fleets for size, _, fleets in parts),
         max(
-            fleets * kernel_limits.ports_per_source(size, processes, SOURCE_ADDRESSES)
+            fleets * kernel_limits.ports_per_source(size, processes, source_count(processes))
             for size, processes, fleets in parts
         ),
         max(math.ceil(size / processes) for size, processes, _ in parts),

@@ -13,6 +13,17 @@ from .servers import STREAM_PATH, Nchan, Server, Sidecar, version_payload
 CONNECT_TIMEOUT = 180.0
 # Load-client source addresses (127.0.0.2 ...): each has its own ephemeral ports.
 SOURCE_ADDRESSES = 8
+
+
+def source_count(client_processes: int) -> int:
+    """Source addresses for a fleet: at least two per load-client process. A process connects from
+    its own share of them, and 19,000 streams from one address would take over half its ephemeral
+    ports: bind() to port 0 looks in one half of the range first (the other half is connect()'s),
+    and once that half is full it scans for every connection, which slowed the 100,000 connect of
+    a first scale run (6 processes over 8 addresses) to some 30 connects/s per process."""
+    return max(SOURCE_ADDRESSES, 2 * client_processes)
+
+
 EVENT_TIMEOUT = 30.0
 
 
@@ -115,7 +126,7 @@ def run_side_by_side(
         for kind in kinds:
             result, server = results[kind], servers[kind]
             result.rss_before, result.pss_before, cpu_start = server.rss(), server.pss(), server.cpu()
-            sources = source_addresses(SOURCE_ADDRESSES)
+            sources = source_addresses(source_count(client_processes))
             fleet = fleets[kind] = Fleet("127.0.0.1", server.port, STREAM_PATH, client_processes, sources)
             # At 250 connects/s at worst (the sidecar's 100,000 on 2 shared CPUs): 580 s.
             connected = fleet.connect(clients, CONNECT_TIMEOUT + clients / 250)

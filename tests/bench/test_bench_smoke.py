@@ -8,7 +8,7 @@ import pytest
 
 from bench import kernel_limits
 from bench.__main__ import main
-from bench.scenarios import run_fanout, run_leak, run_storm
+from bench.scenarios import run_fanout, run_leak, run_storm, source_count
 from bench.servers import NCHAN_MODULE, NGINX
 
 CLIENTS = 200
@@ -98,7 +98,7 @@ def test_kernel_limits_too_low_are_named() -> None:
         "net.netfilter.nf_conntrack_count": "100",
         "fs.file-max": "100000",
     }
-    found = kernel_limits.problems(100_000, 17_000, 19_000, read=low.get, open_files_hard=1024)
+    found = kernel_limits.problems(100_000, 9_000, 19_000, read=low.get, open_files_hard=1024)
     assert [line.split(" ")[0] for line in found] == [
         "open",
         "net.ipv4.ip_local_port_range",
@@ -110,7 +110,20 @@ def test_kernel_limits_too_low_are_named() -> None:
     enough = {**low, "net.ipv4.ip_local_port_range": "32768 60999", "net.core.somaxconn": "4096"}
     enough |= {"net.ipv4.tcp_mem": "287913 383885 575826", "net.netfilter.nf_conntrack_max": "262144"}
     enough |= {"fs.file-max": "2466300"}
-    assert kernel_limits.problems(100_000, 17_000, 19_000, read=enough.get, open_files_hard=20_000) == []
+    assert kernel_limits.problems(100_000, 9_000, 19_000, read=enough.get, open_files_hard=20_000) == []
     # Where the kernel has no conntrack, nothing is asked of it.
     del enough["net.netfilter.nf_conntrack_max"]
-    assert kernel_limits.problems(100_000, 17_000, 19_000, read=enough.get, open_files_hard=20_000) == []
+    assert kernel_limits.problems(100_000, 9_000, 19_000, read=enough.get, open_files_hard=20_000) == []
+
+
+def test_a_source_address_keeps_to_the_half_of_its_ports_bind_uses() -> None:
+    """100,000 streams from 6 processes over 8 addresses put 16,667 on one address, past the
+    14,116 ports of the half of 32768-60999 where bind() looks first: slow, so named."""
+    ports = {"net.ipv4.ip_local_port_range": "32768 60999"}
+    [problem] = kernel_limits.problems(
+        100_000, kernel_limits.ports_per_source(100_000, 6, 8), 19_000, ports.get, 20_000
+    )
+    assert problem.startswith("net.ipv4.ip_local_port_range is 32768 60999"), problem
+    # The bench gives each load-client process two addresses at least.
+    assert kernel_limits.ports_per_source(100_000, 6, source_count(6)) <= 14_116
+    assert kernel_limits.problems(100_000, 8_334, 19_000, ports.get, 20_000) == []
