@@ -13,11 +13,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import kernel_limits
 from .loadclient import raise_open_files_limit
-from .scenarios import FanoutResult, LeakResult, StormResult, run_fanout, run_leak, run_side_by_side, run_storm
+from .plot import xychart
+from .scenarios import (
+    FanoutResult,
+    LeakResult,
+    StormResult,
+    median,
+    run_fanout,
+    run_leak,
+    run_side_by_side,
+    run_storm,
+    source_count,
+)
 
 
 def _sizes(text: str) -> list[int]:
@@ -26,11 +38,12 @@ def _sizes(text: str) -> list[int]:
 
 # Streams one load-client process holds: under the 20,000 open files a process may have here,
 # and as few processes as that allows, since each one takes CPU from the server on 2 cores.
+# The scale run gives each server as many workers by the same rule (--per-process).
 STREAMS_PER_CLIENT_PROCESS = 19_000
 
 
-def _client_processes(clients: int) -> int:
-    return max(1, math.ceil(clients / STREAMS_PER_CLIENT_PROCESS))
+def _client_processes(clients: int, per_process: int = STREAMS_PER_CLIENT_PROCESS) -> int:
+    return max(1, math.ceil(clients / per_process))
 
 
 def _ms(seconds: float) -> str:
@@ -45,9 +58,10 @@ def _ratio(ours: float, theirs: float) -> str:
 
 def fanout_table(pairs: Sequence[tuple[FanoutResult, FanoutResult | None]]) -> str:
     head = (
-        "| clients | server | workers | client procs | connect s | conn/s | KB/conn | p50 ms | p99 ms | max ms "
-        "| CPU connect s | CPU fan-out s | client CPU fan-out s | errors | lost |\n"
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| clients | server | workers | client procs | connect s | conn/s | PSS KB/conn | RSS KB/conn "
+        "| p50 ms | p99 ms | max ms | CPU connect s | CPU fan-out s | CPU µs/client/fan-out "
+        "| client CPU µs/client/fan-out | errors | lost |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     rows = []
     for ours, theirs in pairs:
@@ -57,20 +71,70 @@ def fanout_table(pairs: Sequence[tuple[FanoutResult, FanoutResult | None]]) -> s
             rows.append(
                 f"| {result.clients:,} | {result.server} | {result.workers} | {result.client_processes} "
                 f"| {result.connect_seconds:.2f} | {result.ready / max(result.connect_seconds, 1e-9):,.0f} "
-                f"| {result.bytes_per_client / 1024:.1f} | {_ms(result.latency(0.5))} | {_ms(result.latency(0.99))} "
+                f"| {result.pss_per_client / 1024:.1f} | {result.rss_per_client / 1024:.1f} "
+                f"| {_ms(result.latency(0.5))} | {_ms(result.latency(0.99))} "
                 f"| {_ms(result.latency_max)} | {result.cpu_connect:.2f} | {result.cpu_fanout:.2f} "
-                f"| {result.client_cpu_fanout:.2f} | {result.errors} | {result.lost} |"
+                f"| {result.cpu_us_per_client_fanout:.1f} | {result.client_cpu_us_per_client_fanout:.1f} "
+                f"| {result.errors} | {result.lost} |"
             )
         if theirs is not None:
             rows.append(
                 f"| {ours.clients:,} | **sidecar / nchan** | | "
                 f"| {_ratio(ours.connect_seconds, theirs.connect_seconds)} | "
-                f"| **{_ratio(ours.bytes_per_client, theirs.bytes_per_client)}** "
+                f"| **{_ratio(ours.pss_per_client, theirs.pss_per_client)}** "
+                f"| {_ratio(ours.rss_per_client, theirs.rss_per_client)} "
                 f"| {_ratio(ours.latency(0.5), theirs.latency(0.5))} "
                 f"| **{_ratio(ours.latency(0.99), theirs.latency(0.99))}** "
                 f"| {_ratio(ours.latency_max, theirs.latency_max)} | {_ratio(ours.cpu_connect, theirs.cpu_connect)} "
-                f"| {_ratio(ours.cpu_fanout, theirs.cpu_fanout)} | | | |"
+                f"| {_ratio(ours.cpu_fanout, theirs.cpu_fanout)} "
+                f"| {_ratio(ours.cpu_us_per_client_fanout, theirs.cpu_us_per_client_fanout)} "
+                f"| {_ratio(ours.client_cpu_us_per_client_fanout, theirs.client_cpu_us_per_client_fanout)} | | |"
             )
+    return head + "\n".join(rows)
+
+
+def scale_plots(pairs: Sequence[tuple[FanoutResult, FanoutResult | None]]) -> str:
+    """Per-connection memory (PSS) and p99 against clients, nchan as bars, the sidecar as a line."""
+    clients = [ours.clients for ours, _ in pairs]
+
+    def nchan(value: "Callable[[FanoutResult], float]") -> list[float]:
+        return [value(theirs) if theirs is not None else float("nan") for _, theirs in pairs]
+
+    def sidecar(value: "Callable[[FanoutResult], float]") -> list[float]:
+        return [value(ours) for ours, _ in pairs]
+
+    def memory(result: FanoutResult) -> float:
+        return result.pss_per_client / 1024
+
+    def p99(result: FanoutResult) -> float:
+        return result.latency(0.99) * 1000
+
+    return (
+        xychart("PSS KB per connection (bars: nchan, line: sidecar)", "KB", clients, nchan(memory), sidecar(memory))
+        + "\n\n"
+        + xychart("p99 change-to-receipt ms (bars: nchan, line: sidecar)", "ms", clients, nchan(p99), sidecar(p99))
+    )
+
+
+def scrape_table(results: Sequence[FanoutResult]) -> str:
+    head = (
+        "| clients | workers | scrapes | scrape median ms | scrape max ms | scrapes during changes | their max ms "
+        "| p99 without scraper ms | p99 with scraper ms | with / without | lost |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    rows = []
+    for result in results:
+        check = result.scrape
+        if check is None:
+            continue
+        without, scraped = check.unscraped.latency(0.99), check.scraped.latency(0.99)
+        rows.append(
+            f"| {result.clients:,} | {result.workers} | {len(check.idle_scrapes)} "
+            f"| {_ms(median(check.idle_scrapes))} | {_ms(max(check.idle_scrapes, default=math.nan))} "
+            f"| {len(check.scrapes_during)} | {_ms(max(check.scrapes_during, default=math.nan))} "
+            f"| {_ms(without)} | {_ms(scraped)} | {_ratio(scraped, without)} "
+            f"| {max(check.scraped.lost, check.unscraped.lost)} |"
+        )
     return head + "\n".join(rows)
 
 
@@ -111,6 +175,49 @@ def machine() -> str:
     )
 
 
+def run_scale(
+    kinds: list[str], sizes: Sequence[int], work: Path, per_process: int, changes: int, scrapes: int
+) -> list[tuple[FanoutResult, FanoutResult | None]]:
+    """Each size, each server alone (never two servers' streams at once), the first server of a
+    size the other one than at the size before; the sidecar's /metrics at the largest size."""
+    pairs: list[tuple[FanoutResult, FanoutResult | None]] = []
+    for turn, size in enumerate(sizes):
+        processes = _client_processes(size, per_process)
+        results: dict[str, FanoutResult] = {}
+        for kind in kinds if turn % 2 == 0 else kinds[::-1]:
+            results[kind] = run_fanout(
+                kind,
+                size,
+                work / f"scale-{size}-{kind}",
+                workers=processes,
+                client_processes=processes,
+                changes=changes,
+                scrapes=scrapes if size == max(sizes) else 0,
+            )
+            print(fanout_table([(results[kind], None)]), file=sys.stderr, flush=True)  # should a later one fail
+        pairs.append((results[kinds[0]], results.get("nchan") if len(kinds) > 1 else None))
+    return pairs
+
+
+def _demands(args: argparse.Namespace) -> tuple[int, int, int]:
+    """Connections at once, ports from the busiest source address, streams in the busiest
+    process: the most any part of the run asks for."""
+    servers = 1 if args.only else 2
+    parts = [(size, _client_processes(size), servers) for size in args.sizes]  # both at once
+    parts += [(size, _client_processes(size, args.per_process), 1) for size in args.scale]
+    parts += [(size, _client_processes(size), 1) for size in (args.workers_clients, args.storm_clients)]
+    parts += [(args.client_check, 1, 1)]
+    parts = [(size, processes, fleets) for size, processes, fleets in parts if size > 0] or [(0, 1, 1)]
+    return (
+        max(size * fleets for size, _, fleets in parts),
+        max(
+            fleets * kernel_limits.ports_per_source(size, processes, source_count(processes))
+            for size, processes, fleets in parts
+        ),
+        max(math.ceil(size / processes) for size, processes, _ in parts),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sizes", type=_sizes, default=[1000, 10000, 19000], help="clients per fan-out run")
@@ -125,8 +232,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--changes", type=int, default=5, help="version changes timed per fan-out run")
     parser.add_argument("--only", choices=["sidecar", "nchan"], help="run one server only")
+    parser.add_argument(
+        "--scale",
+        type=_sizes,
+        default=[],
+        help="scale run: at each size each server alone, one after the other, with a worker and a "
+        "load-client process per --per-process streams (e.g. 10000,19000,38000,100000)",
+    )
+    parser.add_argument(
+        "--per-process",
+        type=int,
+        default=STREAMS_PER_CLIENT_PROCESS,
+        help="scale run: streams per server worker and per load-client process",
+    )
+    parser.add_argument(
+        "--scrapes",
+        type=int,
+        default=30,
+        help="scale run, largest size: /metrics scrapes timed on the sidecar, then --changes pairs "
+        "of changes with and without a scraper every second (0: skip)",
+    )
     args = parser.parse_args(argv)
     raise_open_files_limit()
+    too_low = kernel_limits.problems(*_demands(args))
+    if too_low:
+        print("python -m bench: this machine's limits are too low for the run asked:", file=sys.stderr)
+        for problem in too_low:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     # Stopped from outside (e.g. `timeout`): unwind, so every server and client process is stopped.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     kinds = [args.only] if args.only else ["sidecar", "nchan"]
@@ -145,6 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pairs.append((results[kinds[0]], results.get("nchan") if len(kinds) > 1 else None))
             print("## Fan-out: one server process\n")
             print(fanout_table(pairs) + "\n", flush=True)
+        if args.scale:
+            scale_pairs = run_scale(kinds, args.scale, work, args.per_process, args.changes, args.scrapes)
+            print(f"## Scale: each server alone, a worker per {args.per_process:,} streams\n")
+            print(fanout_table(scale_pairs) + "\n", flush=True)
+            print(scale_plots(scale_pairs) + "\n", flush=True)
+            print("## /metrics while the sidecar holds its streams\n")
+            print(scrape_table([ours for ours, _ in scale_pairs]) + "\n", flush=True)
         if args.client_check:
             checks = [
                 run_fanout("sidecar", args.client_check, work / f"check-{n}", client_processes=n, changes=args.changes)

@@ -1,6 +1,8 @@
 """One measured run of each kind: fan-out, reconnect storm, leak check. Pure measurement, no printing."""
 
+import http.client
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +11,19 @@ from .loadclient import Fleet, source_addresses
 from .servers import STREAM_PATH, Nchan, Server, Sidecar, version_payload
 
 CONNECT_TIMEOUT = 180.0
+# Load-client source addresses (127.0.0.2 ...): each has its own ephemeral ports.
+SOURCE_ADDRESSES = 8
+
+
+def source_count(client_processes: int) -> int:
+    """Source addresses for a fleet: at least two per load-client process. A process connects from
+    its own share of them, and 19,000 streams from one address would take over half its ephemeral
+    ports: bind() to port 0 looks in one half of the range first (the other half is connect()'s),
+    and once that half is full it scans for every connection, which slowed the 100,000 connect of
+    a first scale run (6 processes over 8 addresses) to some 30 connects/s per process."""
+    return max(SOURCE_ADDRESSES, 2 * client_processes)
+
+
 EVENT_TIMEOUT = 30.0
 
 
@@ -34,16 +49,33 @@ class FanoutResult:
     errors: int = 0
     rss_before: int = 0
     rss_connected: int = 0
+    pss_before: int = 0
+    pss_connected: int = 0
     cpu_connect: float = 0.0
     cpu_fanout: float = 0.0
     client_cpu_fanout: float = 0.0
     latencies: list[float] = field(default_factory=list)
     lost: int = 0  # clients that missed a change or whose stream was closed by the server
     changes: int = 0
+    scrape: "ScrapeResult | None" = None  # the /metrics check, where it ran
 
     @property
-    def bytes_per_client(self) -> float:
+    def pss_per_client(self) -> float:
+        return (self.pss_connected - self.pss_before) / max(1, self.ready)
+
+    @property
+    def rss_per_client(self) -> float:
         return (self.rss_connected - self.rss_before) / max(1, self.ready)
+
+    @property
+    def cpu_us_per_client_fanout(self) -> float:
+        """The server's CPU per stream per change, in microseconds."""
+        return self.cpu_fanout / max(1, self.clients * self.changes) * 1e6
+
+    @property
+    def client_cpu_us_per_client_fanout(self) -> float:
+        """The load client's CPU per stream per change, in microseconds."""
+        return self.client_cpu_fanout / max(1, self.clients * self.changes) * 1e6
 
     def latency(self, fraction: float) -> float:
         return percentile(self.latencies, fraction)
@@ -54,20 +86,35 @@ class FanoutResult:
 
 
 def run_fanout(
-    kind: str, clients: int, workdir: Path, *, workers: int = 1, client_processes: int = 1, changes: int = 3
+    kind: str,
+    clients: int,
+    workdir: Path,
+    *,
+    workers: int = 1,
+    client_processes: int = 1,
+    changes: int = 3,
+    scrapes: int = 0,
 ) -> FanoutResult:
     """One server alone: see run_side_by_side."""
     return run_side_by_side([kind], clients, workdir, workers=workers, client_processes=client_processes,
-                            changes=changes)[kind]  # fmt: skip
+                            changes=changes, scrapes=scrapes)[kind]  # fmt: skip
 
 
 def run_side_by_side(
-    kinds: list[str], clients: int, workdir: Path, *, workers: int = 1, client_processes: int = 1, changes: int = 3
+    kinds: list[str],
+    clients: int,
+    workdir: Path,
+    *,
+    workers: int = 1,
+    client_processes: int = 1,
+    changes: int = 3,
+    scrapes: int = 0,
 ) -> dict[str, FanoutResult]:
     """Each server gets `clients` streams of its own (connected one server after the other); then
     the servers take turns: change 1 on each, change 2 on each (the other order), and so on, so
     that both meet the same noise of a shared machine. Each receipt is timed from the moment
-    right before the change is made (the file write, the publish POST)."""
+    right before the change is made (the file write, the publish POST). With `scrapes`, the
+    sidecar's /metrics is then checked on the same streams (see run_scrape_check)."""
     results = {kind: FanoutResult(kind, clients, workers, client_processes, changes=changes) for kind in kinds}
     servers: dict[str, Server] = {}
     fleets: dict[str, Fleet] = {}
@@ -78,18 +125,24 @@ def run_side_by_side(
         time.sleep(0.5)
         for kind in kinds:
             result, server = results[kind], servers[kind]
-            result.rss_before, cpu_start = server.rss(), server.cpu()
-            fleet = fleets[kind] = Fleet("127.0.0.1", server.port, STREAM_PATH, client_processes, source_addresses(8))
-            connected = fleet.connect(clients, CONNECT_TIMEOUT)
+            result.rss_before, result.pss_before, cpu_start = server.rss(), server.pss(), server.cpu()
+            sources = source_addresses(source_count(client_processes))
+            fleet = fleets[kind] = Fleet("127.0.0.1", server.port, STREAM_PATH, client_processes, sources)
+            # At 250 connects/s at worst (the sidecar's 100,000 on 2 shared CPUs): 580 s.
+            connected = fleet.connect(clients, CONNECT_TIMEOUT + clients / 250)
             result.connect_seconds, result.ready = connected["seconds"], connected["ready"]
             result.errors = connected["errors"]
             result.cpu_connect = server.cpu() - cpu_start
             time.sleep(1.0)  # let the last handshakes and first writes settle before measuring
-            result.rss_connected = server.rss()
+            result.rss_connected, result.pss_connected = server.rss(), server.pss()
             result.lost = clients - result.ready
         for number in range(1, changes + 1):
             for kind in kinds if number % 2 else kinds[::-1]:
                 _time_change(servers[kind], fleets[kind], results[kind], f"bench-{number}")
+        if scrapes and "sidecar" in kinds:
+            results["sidecar"].scrape = run_scrape_check(
+                servers["sidecar"], fleets["sidecar"], clients, scrapes, changes
+            )
     finally:
         for fleet in fleets.values():
             fleet.stop()
@@ -112,6 +165,85 @@ def _time_change(server: Server, fleet: Fleet, result: FanoutResult, version: st
     result.latencies += [receipt - changed_at for receipt in reply["receipts"]]
     result.lost = max(result.lost, reply["missing"] + reply["dropped"])
     time.sleep(0.5)
+
+
+def scrape_seconds(port: int) -> float:
+    """One GET /metrics on a new connection (as a scraper that does not keep it alive), timed
+    from the connect to the last byte of the answer."""
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        reply = connection.getresponse()
+        reply.read()
+    finally:
+        connection.close()
+    if reply.status != 200:
+        raise RuntimeError(f"/metrics answered {reply.status}")
+    return time.perf_counter() - started
+
+
+class Scraper(threading.Thread):
+    """Scrapes /metrics every `period` seconds (the first at once) until stopped."""
+
+    def __init__(self, port: int, period: float = 1.0) -> None:
+        super().__init__(name="metrics scraper", daemon=True)
+        self.port = port
+        self.period = period
+        self.times: list[float] = []
+        self.failure: BaseException | None = None
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        next_at = time.monotonic()
+        try:
+            while not self._stopping.wait(max(0.0, next_at - time.monotonic())):
+                self.times.append(scrape_seconds(self.port))
+                next_at += self.period
+        except BaseException as error:  # told to the caller by stop()
+            self.failure = error
+
+    def stop(self) -> list[float]:
+        self._stopping.set()
+        self.join(15)
+        if self.failure is not None:
+            raise RuntimeError("the /metrics scraper failed") from self.failure
+        return self.times
+
+
+@dataclass
+class ScrapeResult:
+    """What /metrics costs while the sidecar holds its streams."""
+
+    idle_scrapes: list[float]  # one after the other, no change going on
+    scraped: FanoutResult  # changes made while a scraper hits /metrics every second
+    unscraped: FanoutResult  # the changes between those, without it
+    scrapes_during: list[float] = field(default_factory=list)  # the scraper's own timings
+
+
+def run_scrape_check(server: Server, fleet: Fleet, clients: int, scrapes: int, changes: int) -> ScrapeResult:
+    """`scrapes` scrapes 0.2 s apart (a few heartbeat slices pass meanwhile), then `changes` pairs
+    of changes alternating: one without a scraper, one with a scraper that GETs /metrics every
+    second from 1 s before the change until after the last receipt."""
+    idle = []
+    for _ in range(scrapes):
+        idle.append(scrape_seconds(server.port))
+        time.sleep(0.2)
+    result = ScrapeResult(
+        idle,
+        scraped=FanoutResult(server.name, clients, server.workers, fleet.processes, changes=changes),
+        unscraped=FanoutResult(server.name, clients, server.workers, fleet.processes, changes=changes),
+    )
+    for number in range(1, changes + 1):
+        _time_change(server, fleet, result.unscraped, f"scrape-check-{number}-without")
+        scraper = Scraper(server.port)
+        scraper.start()
+        time.sleep(1.0)
+        try:
+            _time_change(server, fleet, result.scraped, f"scrape-check-{number}-with")
+        finally:
+            result.scrapes_during += scraper.stop()
+    return result
 
 
 @dataclass

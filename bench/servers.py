@@ -1,8 +1,9 @@
 """The two servers under test, started the same way: the sidecar and nginx with nchan.
 
 Each runs on 127.0.0.1 and a free port, in its own scratch directory, and offers the same three
-things to the benchmark: wait until ready, announce a new version (the "change"), and the RSS
-and CPU time of its whole process tree (nginx master + workers, sidecar supervisor + workers).
+things to the benchmark: wait until ready, announce a new version (the "change"), and the memory
+(PSS and RSS) and CPU time of its whole process tree (nginx master + workers, sidecar supervisor +
+workers).
 """
 
 import http.client
@@ -66,6 +67,16 @@ def tree_rss_bytes(pid: int) -> int:
     return sum(int(statm.split()[1]) * PAGE_SIZE for statm in tree_proc_files(pid, "statm"))
 
 
+def tree_pss_bytes(pid: int) -> int:
+    """The proportional set size of the tree: each page counted once over the processes that share
+    it (1/k for each of k), so the pages a forked worker still shares with its parent are not
+    counted twice, and those it has copied are counted (summed RSS gets both wrong)."""
+    total_kb = 0
+    for rollup in tree_proc_files(pid, "smaps_rollup"):
+        total_kb += next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+    return total_kb * 1024
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of the tree's live processes."""
     total = 0
@@ -100,6 +111,9 @@ class Server:
 
     def rss(self) -> int:
         return tree_rss_bytes(self.pid)
+
+    def pss(self) -> int:
+        return tree_pss_bytes(self.pid)
 
     def cpu(self) -> float:
         return tree_cpu_seconds(self.pid)
