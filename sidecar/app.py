@@ -18,7 +18,7 @@ from .metrics import registry, respond
 from .reporter import Reporter
 from .script import ClientScript
 from .sources import Source
-from .stream import open_stream
+from .stream import hand_off, open_stream
 
 HUB = web.AppKey("hub", Hub)
 ANNOUNCER = web.AppKey("announcer", Announcer)
@@ -42,15 +42,18 @@ async def stream_version(request: web.Request) -> web.StreamResponse:
     try:
         stream = await open_stream(request)
         client = await hub.join(stream, request.remote or "unknown", stream.response.last_event_id)
-        try:
-            await client.ended
-        finally:  # cancelled when the client goes away (handler_cancellation)
-            hub.leave(client, "client went away")
-    finally:
+    except BaseException:
         hub.row.seats.give()
-    if request.transport is None or request.transport.is_closing():
-        raise asyncio.CancelledError  # nothing left to finish the response on
-    return stream.response
+        raise
+    # The connection is the client's from here (stream.py): its loss leaves the hub and gives the
+    # seat back (Hub.lost), and the hub ends it (Client.end). aiohttp forgets it, and its handler
+    # ends cancelled so that nothing finishes the response.
+    if hand_off(request, client):
+        hub.adopt(client)
+    else:  # aiohttp heard first that the connection is gone: the client never will
+        hub.leave(client, "client went away")
+        hub.row.seats.give()
+    raise asyncio.CancelledError
 
 
 async def serve_script(request: web.Request) -> web.Response:
@@ -81,6 +84,7 @@ async def _start(app: web.Application) -> None:
 async def _stop(app: web.Application) -> None:
     await app[REPORTER].stop()
     app[HUB].stop()
+    await app[HUB].closed(app[SETTINGS].shutdown_timeout)
     await app[ANNOUNCER].stop()
 
 

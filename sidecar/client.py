@@ -1,8 +1,14 @@
-"""One connected stream: its writes, its framing, and the rules that drop it when it stops reading.
+"""One connected stream: its writes, its framing, its end, and the rules that drop it when it
+stops reading.
 
 A client owns its back-pressure: a write never waits for the peer (so one slow tab cannot hold
 up the others), and a peer that leaves too much unsent, or leaves data waiting too long, is
 aborted (a graceful close would wait on the very peer that does not read).
+
+Once its head is sent, a client is also its connection's protocol (stream.py hands the connection
+over from aiohttp, which forgets it): whatever the peer sends is ignored, its end of file closes
+the connection, pauses of writing change nothing (the drop rules read the buffer's size), and the
+connection's loss is told to the hub, once.
 """
 
 import asyncio
@@ -24,12 +30,13 @@ class DropRules:
     send_timeout: float  # seconds its unsent (or, by the kernel, unacknowledged) data may wait
 
 
-class Client:
+class Client(asyncio.Protocol):
     __slots__ = (
         "chunked",
         "dropped",
         "ended",
         "heartbeat_slice",
+        "lost",
         "peer",
         "rules",
         "transport",
@@ -38,20 +45,26 @@ class Client:
     )
 
     def __init__(
-        self, stream: OpenedStream, peer: str, heartbeat_slice: int, rules: DropRules, waiting: "set[Client]"
+        self,
+        stream: OpenedStream,
+        peer: str,
+        heartbeat_slice: int,
+        rules: DropRules,
+        waiting: "set[Client]",
+        lost: "Callable[[Client], None]",
     ) -> None:
         """`waiting`: the hub's clients with data waiting, which this one joins when a write leaves
-        some unsent (so the send-timeout rule looks at those alone)."""
+        some unsent (so the send-timeout rule looks at those alone); `lost`: what the hub does
+        when the connection is gone (called once, by the transport, once the client holds it)."""
         self.transport = stream.transport
         self.chunked = stream.chunked
         self.peer = peer
         # Which slice of the heartbeat re-sends to this client (see Hub._beat).
         self.heartbeat_slice = heartbeat_slice
         self.rules = rules
-        # Resolved with the reason when the stream ends; cancelled instead when the connection is
-        # lost while the handler waits on it (aiohttp cancels the handler, and so this future).
-        # Not shielded: a shield costs memory per connection (bench/RESULTS.md, item 8).
-        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.lost = lost
+        # Why the stream ended, once it has (the hub's reason, or a drop rule's).
+        self.ended: str | None = None
         # When a write first left this client's data waiting (send-timeout rule), else None.
         self.waiting_since: float | None = None
         self.waiting = waiting
@@ -79,8 +92,18 @@ class Client:
         return None
 
     def end(self, reason: str) -> None:
-        if not self.ended.done():
-            self.ended.set_result(reason)
+        """End the stream, once: cleanly (the last chunk of a chunked response, then the close,
+        after what is unsent) unless its connection is closing already (dropped, or gone)."""
+        if self.ended is not None:
+            return
+        self.ended = reason
+        if not self.transport.is_closing():
+            if self.chunked:
+                self.transport.write(b"0\r\n\r\n")
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost(self)
 
     def _too_slow(self, now: float) -> str | None:
         return self._left_unsent(self.transport.get_write_buffer_size(), now)

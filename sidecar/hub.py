@@ -49,6 +49,11 @@ class Hub:
         self.clock = clock
         self.waiting: set[Client] = set()  # clients a write left data unsent for (send-timeout rule)
         self.stopped = False
+        # Connections handed over to their clients and not yet closed: each holds a descriptor
+        # (the connection ceiling counts them, connections.py) and a seat.
+        self.connections = 0
+        self._all_closed: asyncio.Future[None] | None = None  # while a stop waits for them
+        self._lost = self.lost  # one bound method for every client
         self.version: Version | None = None
         self._release: tuple[Version, str | None, bool] | None = None  # the version with its notes and flag
         self._event: Framed | None = None  # the current version event, framed once
@@ -78,7 +83,7 @@ class Hub:
 
     async def join(self, stream: OpenedStream, peer: str, last_event_id: str | None) -> Client:
         """Send a prepared stream its retry delay and the current version, and count it in."""
-        client = Client(stream, peer, self.heartbeat_slices.next_slice(), self.drop_rules, self.waiting)
+        client = Client(stream, peer, self.heartbeat_slices.next_slice(), self.drop_rules, self.waiting, self._lost)
         sent = self._event
         first = encode_retry(self.retry + random.randint(0, self.retry_jitter))
         if sent is not None:
@@ -108,6 +113,19 @@ class Hub:
             self.row.sent(1)
         return client
 
+    def adopt(self, client: Client) -> None:
+        """Count in a connection that `client` now holds (its head sent: stream.hand_off)."""
+        self.connections += 1
+
+    def lost(self, client: Client) -> None:
+        """An adopted client's connection is gone (its transport says so, once): count it out and
+        give its seat back."""
+        self.leave(client, "client went away")
+        self.connections -= 1
+        self.row.seats.give()
+        if self.connections == 0 and self._all_closed is not None and not self._all_closed.done():
+            self._all_closed.set_result(None)
+
     def leave(self, client: Client, reason: str) -> None:
         self.waiting.discard(client)
         if client in self.clients:
@@ -130,6 +148,17 @@ class Hub:
                 task.cancel()
         for client in list(self.clients):
             self.leave(client, "server shutting down")
+
+    async def closed(self, timeout: float) -> None:
+        """Wait, at most `timeout` seconds, until the streams ended by stop() have closed (a clean
+        end waits for what is unsent)."""
+        if self.connections == 0:
+            return
+        self._all_closed = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._all_closed, timeout)
+        except TimeoutError:
+            log.info("streams still closing at the shutdown timeout", streams=self.connections)
 
     async def _beat(self) -> None:
         # Each tick re-sends to one slice (heartbeat_slices.py): every client hears the version

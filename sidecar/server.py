@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .app import HUB
 from .config import Settings
 from .connections import ceiling_protocol
 from .logs import NOISE, get_logger
@@ -63,7 +64,8 @@ async def run(
     )
     await runner.setup()
     assert runner.server is not None
-    protocol = ceiling_protocol(runner.server, max_connections)
+    hub = app[HUB]
+    protocol = ceiling_protocol(runner.server, lambda: hub.connections, max_connections)
     if sock is None:
         server = await loop.create_server(protocol, settings.host, settings.port, backlog=BACKLOG, reuse_address=True)
     else:

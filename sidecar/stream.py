@@ -12,6 +12,10 @@ internals):
   chunked framing included, byte for byte what StreamWriter.write sends) and written straight
   to every transport.
 - aiohttp arms a keep-alive timer per connection, which a stream never needs.
+- Once the head is out, aiohttp holds per stream what only the request needed (its handler and
+  parser, the parsed request, the writer, the response, two tasks: most of a stream's memory,
+  bench/RESULTS.md): the connection is handed over to our own protocol (the Client) and aiohttp
+  made to forget it, without writing to it or closing it.
 tests/http/test_aiohttp_internals.py fails when an upgrade changes any of this; pyproject.toml
 bounds aiohttp and aiohttp-sse to the releases it has passed on.
 """
@@ -59,6 +63,24 @@ class OpenedStream:
     async def send_head_with(self, data: bytes) -> None:
         """The head and `data` in one send; never waits for the peer."""
         await self.writer.write(data, drain=False)
+
+
+def hand_off(request: web.BaseRequest, protocol: asyncio.Protocol) -> bool:
+    """Give `request`'s connection to `protocol`, and make aiohttp forget it (its server's
+    connections, its handler, parser and request) without a byte written or the connection closed;
+    False, with nothing done, if aiohttp has already heard that it is gone. The request's handler
+    must then end cancelled, so that nothing finishes the response."""
+    handler = request.protocol
+    transport = handler.transport
+    if transport is None:
+        return False
+    transport.set_protocol(protocol)
+    # Forgotten at once, not when its task ends (the connection ceiling counts it with the streams).
+    assert handler._manager is not None
+    del handler._manager._connections[handler]
+    handler.transport = None  # so that what follows neither writes to the connection nor closes it
+    handler.connection_lost(None)  # drops its parser, timers and request
+    return True
 
 
 async def open_stream(request: web.Request) -> OpenedStream:

@@ -124,3 +124,39 @@ def test_idle_connections_cannot_take_the_descriptors_of_the_source_or_healthz(
                 writer.close()
 
     asyncio.run(hold_idle_connections())
+
+
+def test_idle_connections_beside_held_streams_cannot_take_the_descriptors_of_the_source_or_healthz(
+    start_sidecar: StartSidecar, tmp_path: Path
+) -> None:
+    # Once open, a stream is no longer aiohttp's connection (it is handed over to its client):
+    # the ceiling must count it all the same, or idle connections on top of the streams take the
+    # descriptors the version file and /healthz need.
+    version_file = tmp_path / "version.txt"
+    version_file.write_text("v1\n")
+    sidecar = _limited_sidecar(start_sidecar, version_file, "--heartbeat", "3600", "--max-clients", "900")
+    watcher = BlockingStream(sidecar.port)
+    assert watcher.versions(1) == ["v1"]
+
+    async def hold_streams_and_idle_connections() -> None:
+        held: list[asyncio.StreamWriter] = []
+        idle = []
+        try:
+            outcomes = await asyncio.gather(*(_ask_for_a_stream(sidecar.port, held) for _ in range(899)))
+            assert Counter(outcomes)["held"] == 899, Counter(outcomes)
+            for _ in range(300):
+                with contextlib.suppress(ConnectionError):
+                    idle.append((await asyncio.open_connection("127.0.0.1", sidecar.port))[1])
+
+            def check() -> None:
+                health = sidecar.health()
+                assert health["status"] == "ok" and health["clients"] == 900, health
+                version_file.write_text("v2\n")
+                watcher.wait_for_version("v2")
+
+            await asyncio.to_thread(check)
+        finally:
+            for writer in held + idle:
+                writer.close()
+
+    asyncio.run(hold_streams_and_idle_connections())

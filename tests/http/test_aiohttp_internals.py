@@ -1,5 +1,5 @@
 """What the fence relies on in aiohttp and aiohttp-sse, checked on a real server: sidecar/stream.py
-(the stream's response, head and framing) and sidecar/connections.py (the connection count), the
+(the stream's response, head, framing and hand-over) and sidecar/connections.py (the connection count), the
 only two files that use their internals (tests/static/test_house_rules.py holds the others to that).
 
 When an upgrade changes one of these, this file fails and says which: then adapt the fence (or,
@@ -7,13 +7,16 @@ where the public API now does the job, drop it), and move the bounds in pyprojec
 """
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+import uvloop
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from sidecar.connections import ConnectionCount
-from sidecar.stream import Framed, OpenedStream, open_stream
+from sidecar.stream import Framed, OpenedStream, hand_off, open_stream
 from tests.waiting import eventually
 
 EVENT = b'event: version\nid: v1\ndata: {"version": "v1"}\n\n'
@@ -103,7 +106,7 @@ async def test_the_connection_count_sees_aiohttps_connections_and_spares_streams
         return stream.response
 
     server = await serve(aiohttp_server, handler)
-    count = ConnectionCount(server.runner.server)
+    count = ConnectionCount(server.runner.server, lambda: 0)
     _stream_reader, stream_writer = await asyncio.open_connection("127.0.0.1", server.port)
     stream_writer.write(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
     await eventually(lambda: opened, "the stream to open")
@@ -116,3 +119,117 @@ async def test_the_connection_count_sees_aiohttps_connections_and_spares_streams
     assert not count.close_oldest_idle()
     for writer in (stream_writer, idle_writer):
         writer.close()
+
+
+async def test_the_connection_count_adds_the_streams_handed_over(aiohttp_server: Any) -> None:
+    async def idle(request: web.Request) -> web.Response:
+        return web.Response()
+
+    server = await serve(aiohttp_server, idle)
+    streams = [3]
+    count = ConnectionCount(server.runner.server, lambda: streams[0])
+    _idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await eventually(lambda: len(count) == 4, "aiohttp's connection and three streams")
+    streams[0] = 0
+    assert len(count) == 1
+    idle_writer.close()
+
+
+class Taker(asyncio.Protocol):
+    """What takes a connection over from aiohttp: records what reaches it."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+async def _hand_over_and_use() -> dict[str, object]:
+    """A stream handed over on a real server of the running loop, and what both ends saw."""
+    seen: dict[str, object] = {}
+    taker = Taker()
+    taken = asyncio.get_running_loop().create_future()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        stream = await open_stream(request)
+        await stream.send_head_with(EVENT)
+        server = request.protocol._manager
+        assert server is not None
+        seen["handed over"] = hand_off(request, taker)
+        seen["aiohttp's connections after"] = len(server.connections)  # at once, not when the task ends
+        seen["aiohttp's handler's transport"] = request.protocol.transport
+        taken.set_result(stream.transport)
+        raise asyncio.CancelledError  # as sidecar/app.py does: nothing may finish the response
+
+    app = web.Application()
+    app.router.add_get("/stream", handler)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        async with asyncio.timeout(10):
+            transport = await taken
+            head = b""
+            while Framed.of(EVENT).chunked not in head:
+                head += await reader.read(65536)
+            writer.write(b"ignored by the taker")
+            transport.write(Framed.of(EVENT).chunked)  # still open, and ours to write to
+            more = await reader.readexactly(len(Framed.of(EVENT).chunked))
+            seen["protocol"] = transport.get_protocol() is taker
+            await eventually(lambda: taker.received, "the taker to receive the client's bytes")
+            writer.close()
+            seen["lost"] = await taker.lost
+    finally:
+        await runner.cleanup()
+    seen["body"] = head.split(b"\r\n\r\n", 1)[1] + more
+    seen["received"] = taker.received
+    return seen
+
+
+@pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"])
+def test_a_connection_handed_over_is_forgotten_by_aiohttp_and_left_open_and_untouched(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # The sidecar runs on uvloop when it is installed (the benchmark, production), pytest-aiohttp on asyncio.
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        seen = runner.run(_hand_over_and_use())
+    chunk = Framed.of(EVENT).chunked
+    assert seen == {
+        "handed over": True,
+        "aiohttp's connections after": 0,
+        "aiohttp's handler's transport": None,
+        "protocol": True,
+        "lost": None,
+        "body": chunk + chunk,  # no end of response from aiohttp: the stream goes on
+        "received": b"ignored by the taker",
+    }
+
+
+async def test_a_connection_aiohttp_has_heard_is_gone_is_not_handed_over(aiohttp_server: Any) -> None:
+    outcome = asyncio.get_running_loop().create_future()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        stream = await open_stream(request)
+        await stream.send_head_with(EVENT)
+        stream.transport.abort()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:  # aiohttp has heard of the loss
+            outcome.set_result(hand_off(request, Taker()))
+            raise
+        return stream.response
+
+    server = await serve(aiohttp_server, handler)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert await asyncio.wait_for(outcome, 10) is False
+    writer.close()

@@ -2,14 +2,12 @@
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
-
-from aiohttp import web
 
 from sidecar.client import Client
 from sidecar.hub import Hub
 from sidecar.version import check_version
 from tests.http.conftest import MakeSidecar, Sidecar
+from tests.waiting import eventually
 
 
 async def test_over_the_cap_gets_503_with_retry_after(make_sidecar: MakeSidecar) -> None:
@@ -63,7 +61,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_others_keep_up(make_si
     sock, silent = await _silent_reader(sidecar)
     try:
         await _fill(sidecar.hub, silent, until="dropped")
-        assert await silent.ended == "too slow: more than 16384 bytes unsent"
+        assert silent.ended == "too slow: more than 16384 bytes unsent"
         sidecar.publish("final")
         await reader.wait_for_version("final", timeout=30)
         assert len(sidecar.hub.clients) == 1
@@ -86,39 +84,38 @@ async def test_the_kernel_aborts_a_connection_left_unacknowledged_past_the_send_
         sock.close()
 
 
-async def test_a_stream_ended_while_its_connection_closes_is_not_finished_as_a_response(
+async def test_a_client_that_goes_away_is_counted_out_and_its_seat_given_back(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar(max_clients=2)
+    first, second = await sidecar.open_stream(), await sidecar.open_stream()
+    assert (await sidecar.health())["clients"] == 2
+    assert (await sidecar.client.get("/events/version")).status == 503
+    first.response.close()
+    await eventually(lambda: sidecar.hub.connections == 1, "the hub to count the closed stream out")
+    assert len(sidecar.hub.clients) == 1 and (await sidecar.health())["clients"] == 1
+    again = await sidecar.open_stream()  # its seat was given back, once
+    assert await again.next_version() == "v1"
+    assert (await sidecar.client.get("/events/version")).status == 503
+    sidecar.publish("v2")
+    await second.wait_for_version("v2")
+
+
+async def test_a_stream_ended_by_the_hub_while_its_connection_closes_writes_nothing_more(
     make_sidecar: MakeSidecar,
 ) -> None:
-    """A stream that ends while its connection is closing (its unsent data still waiting, so
-    aiohttp has not heard of the loss yet) ends its handler cancelled: there is no connection left
-    to write the end of the response on."""
-    outcomes: list[str] = []
-
-    @web.middleware
-    async def record(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        try:
-            response = await handler(request)
-        except asyncio.CancelledError:
-            outcomes.append(f"{request.path} cancelled")
-            raise
-        outcomes.append(f"{request.path} returned")
-        return response
-
-    sidecar = await make_sidecar(heartbeat=3600, max_buffer=16384, middlewares=[record])
+    """A stream the hub ends while its connection is closing (its unsent data still waiting) gets
+    no last chunk, and is counted out once its transport is gone."""
+    sidecar = await make_sidecar(heartbeat=3600, max_buffer=16384)
     sock, silent = await _silent_reader(sidecar)
     try:
         await _fill(sidecar.hub, silent, until="waiting")
+        unsent = silent.transport.get_write_buffer_size()
         silent.transport.close()  # closing, not closed: the unsent data keeps it open
         sidecar.hub.leave(silent, "ended while closing")
-        for _ in range(200):
-            if outcomes:
-                break
-            await asyncio.sleep(0.01)
+        assert silent.transport.get_write_buffer_size() == unsent
     finally:
         sock.close()
-    assert outcomes == ["/events/version cancelled"]
+    await eventually(lambda: sidecar.hub.connections == 0, "the closed connection to be counted out")
+    assert (await sidecar.health())["clients"] == 0
 
 
 async def test_wrong_methods_and_unknown_paths(make_sidecar: MakeSidecar) -> None:

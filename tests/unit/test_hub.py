@@ -35,18 +35,22 @@ class RecordingTransport:
         self.name, self.log = name, log
         self.unsent = 0
         self.aborted = False
+        self.closed = False  # closed cleanly (after the last chunk, if chunked)
 
     def write(self, data: bytes) -> None:
         self.log.append((self.name, data))
 
     def is_closing(self) -> bool:
-        return self.aborted
+        return self.aborted or self.closed
 
     def get_write_buffer_size(self) -> int:
         return self.unsent
 
     def abort(self) -> None:
         self.aborted = True
+
+    def close(self) -> None:
+        self.closed = True
 
     def get_extra_info(self, name: str) -> None:
         return None
@@ -117,7 +121,7 @@ async def test_a_client_too_far_behind_is_dropped_and_the_others_served() -> Non
     log.clear()
     hub.publish(check_version("v1"))
     assert slow.aborted
-    assert slow_client.ended.result() == "too slow: more than 100 bytes unsent"
+    assert slow_client.ended == "too slow: more than 100 bytes unsent"
     assert len(hub.clients) == 1
     assert sorted(name for name, _ in log) == ["quick", "slow"]
     assert hub.row.table.read().workers[0].dropped == {"too_slow": 1, "send_timeout": 0}
@@ -132,10 +136,10 @@ async def test_a_client_whose_data_waits_past_the_send_timeout_is_dropped() -> N
     stuck.unsent = 50  # under max_buffer: only time can drop it
     hub.start()
     try:
-        await eventually(stuck_client.ended.done, "the stuck client to be dropped")
+        await eventually(lambda: stuck_client.ended is not None, "the stuck client to be dropped")
     finally:
         hub.stop()
-    assert stuck_client.ended.result() == "send timed out after 0.2 s"
+    assert stuck_client.ended == "send timed out after 0.2 s"
     assert stuck.aborted and not reading.aborted
     assert hub.row.table.read().workers[0].dropped == {"too_slow": 0, "send_timeout": 1}
 
@@ -153,7 +157,7 @@ async def test_a_client_whose_data_drains_in_time_stays() -> None:
             await eventually(lambda: slow_client.waiting_since is None, "the hub to see it sent")
     finally:
         hub.stop()
-    assert slow_client.ended.result() == "server shutting down"
+    assert slow_client.ended == "server shutting down"
 
 
 async def test_a_change_made_while_the_head_goes_out_reaches_the_new_client() -> None:
@@ -239,7 +243,8 @@ async def test_the_heartbeat_ticks_once_per_slice_and_serves_the_slices_in_the_o
     await eventually(cancelled.is_set, "stop to end the heartbeat")
     assert set(ticks) == {1.0}
     # Slot 0 comes last: a round ends with the clients that joined first.
-    assert [name for name, _ in log] == ["tick", "c1", "tick", "c2", "tick", "c0"] * 2
+    heard = [name for name, data in log if data != b"0\r\n\r\n"]  # not the streams' ends at stop()
+    assert heard == ["tick", "c1", "tick", "c2", "tick", "c0"] * 2
     rounds = [entry for entry in logs if entry["event"] == "heartbeat sent"]
     assert [(entry["version"], entry["clients"]) for entry in rounds] == [("v1", 3), ("v1", 3)]
 
@@ -292,7 +297,7 @@ async def test_each_step_of_a_client_is_logged_with_what_an_operator_needs() -> 
         {"event": "client disconnected", "peer": "10.0.0.8", "reason": "client went away", "clients": 1},
         {"event": "version changed", "old": "v1", "new": "v2", "clients": 1},
     ]
-    assert silent.peer == "10.0.0.7" and tab.ended.result() == "client went away"
+    assert silent.peer == "10.0.0.7" and tab.ended == "client went away"
 
 
 async def test_a_client_whose_connection_closed_leaves_at_the_next_send() -> None:
@@ -300,7 +305,7 @@ async def test_a_client_whose_connection_closed_leaves_at_the_next_send() -> Non
     gone, client = await join(hub, "gone", log)
     gone.aborted = True  # the connection closed under it
     hub.publish(check_version("v1"))
-    assert client.ended.result() == "connection closed" and not hub.clients
+    assert client.ended == "connection closed" and not hub.clients
 
 
 async def test_unsent_data_up_to_the_buffer_limit_is_allowed_one_byte_more_is_not() -> None:
@@ -309,7 +314,7 @@ async def test_unsent_data_up_to_the_buffer_limit_is_allowed_one_byte_more_is_no
     over, dropped = await join(hub, "over", log)
     at_limit.unsent, over.unsent = 100, 101
     hub.publish(check_version("v1"))
-    assert hub.clients == {kept} and dropped.ended.result() == "too slow: more than 100 bytes unsent"
+    assert hub.clients == {kept} and dropped.ended == "too slow: more than 100 bytes unsent"
     assert hub.row.table.read().workers[0].dropped == {"too_slow": 1, "send_timeout": 0}
 
 
@@ -319,7 +324,7 @@ async def test_a_client_too_slow_for_its_first_event_never_joins() -> None:
     transport = RecordingTransport("slow", log)
     transport.unsent = 1000
     client = await hub.join(stream_on(transport), "slow", None)
-    assert client.ended.result() == "too slow: more than 100 bytes unsent" and not hub.clients
+    assert client.ended == "too slow: more than 100 bytes unsent" and not hub.clients
     worker = hub.row.table.read().workers[0]
     assert (worker.connected, worker.dropped["too_slow"]) == (0, 1)
 
@@ -334,7 +339,7 @@ async def test_data_waiting_less_than_the_send_timeout_is_not_dropped() -> None:
         await eventually(lambda: len(log) >= 6, "five heartbeats")
     finally:
         hub.stop()
-    assert client.ended.result() == "server shutting down"
+    assert client.ended == "server shutting down"
 
 
 async def test_a_stuck_client_is_dropped_within_a_second_of_the_send_timeout_whatever_the_heartbeat(
@@ -355,20 +360,25 @@ async def test_a_stuck_client_is_dropped_within_a_second_of_the_send_timeout_wha
     monkeypatch.setattr(asyncio, "sleep", clock_sleep)
     hub, log = make_hub(heartbeat=30, send_timeout=10, clock=lambda: now[0]), WriteLog()
     hub.publish(check_version("v1"))
-    stuck_transport = RecordingTransport("stuck", log)
+    dropped_at: list[float] = []
+
+    class StuckTransport(RecordingTransport):
+        def abort(self) -> None:
+            dropped_at.append(now[0])
+            super().abort()
+
+    stuck_transport = StuckTransport("stuck", log)
     stuck_transport.unsent = 50  # its first event stays unsent, under max_buffer: only time can drop it
     stuck = await hub.join(stream_on(stuck_transport), "stuck", None)
     _, reading = await join(hub, "reading", log)
-    dropped_at: list[float] = []
-    stuck.ended.add_done_callback(lambda _: dropped_at.append(now[0]))
     hub.start()
     try:
-        await eventually(stuck.ended.done, "the stuck client to be dropped")
+        await eventually(lambda: stuck.ended is not None, "the stuck client to be dropped")
     finally:
         hub.stop()
     assert 10 < dropped_at[0] <= 11
-    assert stuck.ended.result() == "send timed out after 10 s"
-    assert stuck_transport.aborted and reading.ended.result() == "server shutting down"
+    assert stuck.ended == "send timed out after 10 s"
+    assert stuck_transport.aborted and reading.ended == "server shutting down"
 
 
 async def test_a_stream_that_arrives_while_the_hub_stops_is_ended_at_once() -> None:
@@ -386,5 +396,42 @@ async def test_a_stream_that_arrives_while_the_hub_stops_is_ended_at_once() -> N
         VersionStream(), cast(StreamWriter, StopDuringHead(transport)), cast(asyncio.Transport, transport), True
     )
     client = await hub.join(stream, "late", None)
-    assert client.ended.done() and client.ended.result() == "server shutting down"
+    assert client.ended == "server shutting down"
     assert not hub.clients
+
+
+async def test_stop_ends_each_stream_cleanly_once_and_a_dropped_one_as_it_is() -> None:
+    hub, log = make_hub(), WriteLog()
+    hub.publish(check_version("v1"))
+    chunked, _ = await join(hub, "chunked", log)
+    plain, _ = await join(hub, "plain", log, chunked=False)
+    slow, _ = await join(hub, "slow", log)
+    slow.unsent = 1000
+    hub.publish(check_version("v2"))  # drops the slow one (aborted)
+    log.clear()
+    hub.stop()
+    hub.stop()
+    assert log == [("chunked", b"0\r\n\r\n")]  # the last chunk of a chunked response, once
+    assert chunked.closed and plain.closed and not chunked.aborted and not plain.aborted
+    assert slow.aborted and not slow.closed
+
+
+async def test_a_lost_connection_is_counted_out_and_gives_its_seat_back_once() -> None:
+    hub, log = make_hub(), WriteLog()
+    hub.publish(check_version("v1"))
+    clients = []
+    for name in ("gone", "stays"):
+        assert hub.row.seats.take()
+        _, client = await join(hub, name, log)
+        hub.adopt(client)
+        clients.append(client)
+    gone, stays = clients
+    with capture_logs() as logs:
+        gone.connection_lost(None)  # what its transport calls, once
+    assert hub.clients == {stays} and gone.ended == "client went away"
+    assert (hub.connections, hub.row.seats.taken()) == (1, 1)
+    assert [(entry["event"], entry["reason"]) for entry in logs] == [("client disconnected", "client went away")]
+    hub.stop()  # ends the other cleanly; its transport then says it is gone
+    stays.connection_lost(None)
+    assert (hub.connections, hub.row.seats.taken()) == (0, 0)
+    await hub.closed(timeout=0)  # nothing left to wait for
