@@ -41,6 +41,22 @@ def test_clients_come_back_after_a_sidecar_restart(tmp_path: Path) -> None:
     assert result.back == 100
 
 
+def test_a_storm_on_two_sidecar_workers_spreads_the_tabs_over_the_hosts_window(tmp_path: Path) -> None:
+    # No --retry-jitter: any jitter the tabs were given is the window the host's streams need.
+    settings = ["--retry-jitter", "0", "--reconnect-rate", "25"]
+    result = run_storm("sidecar", CLIENTS, tmp_path, workers=2, client_processes=2, settings=settings)
+    assert result.back == CLIENTS
+    assert 3.0 < result.retry_max <= 3.0 + CLIENTS / 50, result.retry_max
+
+
+@pytest.mark.nginx
+def test_a_storm_on_nchan_with_two_workers_brings_every_client_back(tmp_path: Path) -> None:
+    _require_nchan()
+    result = run_storm("nchan", CLIENTS, tmp_path, workers=2, client_processes=2)
+    assert result.back == CLIENTS
+    assert result.retry_max == 3.0  # nchan sends no retry: the browser's default
+
+
 def test_leak_check_runs_its_cycles(tmp_path: Path) -> None:
     result = run_leak("sidecar", 400, tmp_path, batch=200, warmup=200)
     assert result.errors == 0
