@@ -158,6 +158,7 @@ class ProcessFleet:
     reconnect: bool = False  # after a drop, reconnect like a browser after the stream's retry delay
     reconnected_at: list[float] = field(default_factory=list)
     refused_for: list[float] = field(default_factory=list)  # per client refused while reconnecting: how long
+    away_for: list[float] = field(default_factory=list)  # per reconnected client: from its stream's loss to its event
     waiting_for: bytes | None = None
     waiters: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -195,18 +196,18 @@ class ProcessFleet:
             self.dropped += 1
             if self.reconnect:
                 delay = (client.retry_ms if client.retry_ms is not None else DEFAULT_RETRY_MS) / 1000
-                asyncio.get_running_loop().call_later(delay, self._reopen, client)
+                asyncio.get_running_loop().call_later(delay, self._reopen, client, time.monotonic())
         if self.waiting_for is not None and self.waiting_for not in client.seen:
             self.waiters -= 1
             if self.waiters <= 0:
                 self.done.set()
 
-    def _reopen(self, old: StreamClient) -> None:
-        task = asyncio.ensure_future(self._open_retrying(old.index, old.retry_ms))
+    def _reopen(self, old: StreamClient, lost_at: float) -> None:
+        task = asyncio.ensure_future(self._open_retrying(old.index, old.retry_ms, lost_at))
         _background.add(task)
         task.add_done_callback(_background.discard)
 
-    async def _open_retrying(self, index: int, retry_ms: int | None) -> None:
+    async def _open_retrying(self, index: int, retry_ms: int | None, lost_at: float) -> None:
         refused_at: float | None = None
         while True:
             client = await self._open_one(index)
@@ -214,6 +215,7 @@ class ProcessFleet:
                 self.clients[index] = client
                 await client.opened  # its first event, or the end of the stream
                 if client.seen:
+                    self.away_for.append(time.monotonic() - lost_at)
                     if refused_at is not None:
                         self.refused_for.append(time.monotonic() - refused_at)
                     return
@@ -299,6 +301,7 @@ class ProcessFleet:
         return {
             "reconnected_at": list(self.reconnected_at),
             "refused_for": list(self.refused_for),
+            "away_longest": max(self.away_for, default=0.0),
             "attempts_refused": self.errors + self.refused,
         }
 
@@ -348,7 +351,7 @@ async def _serve_commands(conn: multiprocessing.connection.Connection, fleet: Pr
             reply = await fleet.await_payload(args["payload"], args["timeout"])
         elif name == "reconnect_mode":
             fleet.reconnect, fleet.reconnected_at, fleet.target = True, [], 0
-            fleet.refused_for, fleet.errors, fleet.refused = [], 0, 0
+            fleet.refused_for, fleet.away_for, fleet.errors, fleet.refused = [], [], 0, 0
             retries = [c.retry_ms for c in fleet.live if c.retry_ms is not None]
             reply = {"retry_max": max(retries, default=None)}
         elif name == "await_reconnected":
@@ -434,17 +437,24 @@ class Fleet:
         return max((r for r in retries if r is not None), default=None)
 
     def await_reconnected(self, count: int, timeout: float) -> dict[str, Any]:
-        """When each dropped stream was back (sorted), how long each refused one was refused, and
-        how many attempts were refused (connection refused or reset, or a status other than 200)."""
+        """When each dropped stream was back (sorted), how long each refused one was refused, how
+        many attempts were refused (connection refused or reset, or a status other than 200), and
+        the longest a client was without a stream (from its loss to its first event again)."""
         args = [{"count": n, "timeout": timeout} for n in self.split(count)]
         times: list[float] = []
         refused_for: list[float] = []
-        attempts = 0
+        attempts, away_longest = 0, 0.0
         for reply in self._all("await_reconnected", args, timeout):
             times += reply["reconnected_at"]
             refused_for += reply["refused_for"]
             attempts += reply["attempts_refused"]
-        return {"times": sorted(times), "refused_for": refused_for, "attempts_refused": attempts}
+            away_longest = max(away_longest, reply["away_longest"])
+        return {
+            "times": sorted(times),
+            "refused_for": refused_for,
+            "attempts_refused": attempts,
+            "away_longest": away_longest,
+        }
 
     def cpu_seconds(self) -> float:
         return float(sum(r["cpu"] for r in self._all("cpu", [{}] * self.processes, 5)))
