@@ -139,13 +139,17 @@ def scrape_table(results: Sequence[FanoutResult]) -> str:
 
 
 def storm_table(results: Sequence[StormResult]) -> str:
-    head = "| clients | server | stop s | start s | back | all back after s | of which after the restart s "
-    head += "| first-to-last s | peak reconnects/s |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    head = (
+        "| clients | server | workers | longest retry: s | bound s | stop s | start s | back "
+        "| all back after the restart s | longest without a stream s | bound held | refused clients "
+        "| refused at most s | refused attempts | first-to-last s | peak reconnects/s | CPU s |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n"
+    )
     return head + "\n".join(
-        f"| {r.clients:,} | {r.server} | {r.stop_seconds:.2f} | {r.start_seconds:.2f} | {r.back:,} "
-        f"| {r.seconds_to_all:.2f} | {r.seconds_to_all - r.stop_seconds - r.start_seconds:.2f} "
-        f"| {r.seconds_spread:.2f} "
-        f"| {r.peak_per_second:,} |"
+        f"| {r.clients:,} | {r.server} | {r.workers} | {r.retry_max:.2f} | {r.bound:.2f} | {r.stop_seconds:.2f} "
+        f"| {r.start_seconds:.2f} | {r.back:,} | {r.after_restart:.2f} | {r.away_longest:.2f} "
+        f"| {'yes' if r.bound_held else '**no**'} | {r.refused_clients:,} | {r.refused_longest:.2f} "
+        f"| {r.attempts_refused:,} | {r.seconds_spread:.2f} | {r.peak_per_second:,} | {r.cpu_seconds:.2f} |"
         for r in results
     )
 
@@ -222,7 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sizes", type=_sizes, default=[1000, 10000, 19000], help="clients per fan-out run")
     parser.add_argument("--workers-clients", type=int, default=38000, help="clients for the 2-worker run (0: skip)")
-    parser.add_argument("--storm-clients", type=int, default=10000, help="clients for the reconnect storm (0: skip)")
+    parser.add_argument("--storm-clients", type=int, default=38000, help="clients for the reconnect storm (0: skip)")
+    parser.add_argument("--storm-workers", type=int, default=2, help="workers of each server in the storm")
+    parser.add_argument(
+        "--storm-reconnect-rate", type=int, help="the sidecar's --reconnect-rate in the storm (unset: its default)"
+    )
     parser.add_argument("--leak-cycles", type=int, default=50000, help="connect/disconnect cycles (0: skip)")
     parser.add_argument(
         "--client-check",
@@ -307,12 +315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("## Two sidecar workers (--workers 2) on one port\n")
             print(fanout_table(worker_pairs) + "\n", flush=True)
         if args.storm_clients:
+            rate = [] if args.storm_reconnect_rate is None else ["--reconnect-rate", str(args.storm_reconnect_rate)]
             storms = [
-                run_storm(kind, args.storm_clients, work / f"{kind}-storm",
-                          client_processes=_client_processes(args.storm_clients))
+                run_storm(kind, args.storm_clients, work / f"{kind}-storm", workers=args.storm_workers,
+                          client_processes=_client_processes(args.storm_clients), settings=rate)
                 for kind in kinds
             ]  # fmt: skip
-            print("## Reconnect storm: server restarted under load\n")
+            print("## Reconnect storm: the host restarted under load\n")
             print(storm_table(storms) + "\n", flush=True)
         if args.leak_cycles:
             leaks = [run_leak(kind, args.leak_cycles, work / f"{kind}-leak") for kind in kinds]

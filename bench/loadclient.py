@@ -161,6 +161,8 @@ class ProcessFleet:
     dropped: int = 0  # open streams the server closed
     reconnect: bool = False  # after a drop, reconnect like a browser after the stream's retry delay
     reconnected_at: list[float] = field(default_factory=list)
+    refused_for: list[float] = field(default_factory=list)  # per client refused while reconnecting: how long
+    away_for: list[float] = field(default_factory=list)  # per reconnected client: from its stream's loss to its event
     waiting_for: bytes | None = None
     waiters: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -198,24 +200,32 @@ class ProcessFleet:
             self.dropped += 1
             if self.reconnect:
                 delay = (client.retry_ms if client.retry_ms is not None else DEFAULT_RETRY_MS) / 1000
-                asyncio.get_running_loop().call_later(delay, self._reopen, client)
+                asyncio.get_running_loop().call_later(delay, self._reopen, client, time.monotonic())
         if self.waiting_for is not None and self.waiting_for not in client.seen:
             self.waiters -= 1
             if self.waiters <= 0:
                 self.done.set()
 
-    def _reopen(self, old: StreamClient) -> None:
-        task = asyncio.ensure_future(self._open_retrying(old.index, old.retry_ms))
+    def _reopen(self, old: StreamClient, lost_at: float) -> None:
+        task = asyncio.ensure_future(self._open_retrying(old.index, old.retry_ms, lost_at))
         _background.add(task)
         task.add_done_callback(_background.discard)
 
-    async def _open_retrying(self, index: int, retry_ms: int | None) -> None:
+    async def _open_retrying(self, index: int, retry_ms: int | None, lost_at: float) -> None:
+        refused_at: float | None = None
         while True:
             client = await self._open_one(index)
             if client is not None:
                 self.clients[index] = client
-                return
-            # Refused (server still down): wait as a browser would, then try again.
+                await client.opened  # its first event, or the end of the stream
+                if client.seen:
+                    self.away_for.append(time.monotonic() - lost_at)
+                    if refused_at is not None:
+                        self.refused_for.append(time.monotonic() - refused_at)
+                    return
+            # Refused (the port closed, a 503, closed before its first event): wait as a browser
+            # would (reload.js retries a 503 itself), then try again.
+            refused_at = time.monotonic() if refused_at is None else refused_at
             await asyncio.sleep((retry_ms if retry_ms is not None else DEFAULT_RETRY_MS) / 1000)
 
     async def _open_one(self, index: int) -> StreamClient | None:
@@ -292,7 +302,12 @@ class ProcessFleet:
         if self.first_events < count:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.done.wait(), timeout)
-        return {"reconnected_at": list(self.reconnected_at), "errors": self.errors}
+        return {
+            "reconnected_at": list(self.reconnected_at),
+            "refused_for": list(self.refused_for),
+            "away_longest": max(self.away_for, default=0.0),
+            "attempts_refused": self.errors + self.refused,
+        }
 
     def close_all(self) -> None:
         self.reconnect = False
@@ -340,7 +355,9 @@ async def _serve_commands(conn: multiprocessing.connection.Connection, fleet: Pr
             reply = await fleet.await_payload(args["payload"], args["timeout"])
         elif name == "reconnect_mode":
             fleet.reconnect, fleet.reconnected_at, fleet.target = True, [], 0
-            reply = {}
+            fleet.refused_for, fleet.away_for, fleet.errors, fleet.refused = [], [], 0, 0
+            retries = [c.retry_ms for c in fleet.live if c.retry_ms is not None]
+            reply = {"retry_max": max(retries, default=None)}
         elif name == "await_reconnected":
             reply = await fleet.await_reconnected(args["count"], args["timeout"])
         elif name == "close":
@@ -417,15 +434,31 @@ class Fleet:
             dropped += reply["dropped"]
         return {"receipts": receipts, "missing": missing, "dropped": dropped}
 
-    def reconnect_mode(self) -> None:
-        self._all("reconnect_mode", [{}] * self.processes, 5)
+    def reconnect_mode(self) -> int | None:
+        """From now on, a dropped stream reconnects like a browser; returns the longest `retry:`
+        (ms) the open streams were given, None if none was."""
+        retries = [r["retry_max"] for r in self._all("reconnect_mode", [{}] * self.processes, 5)]
+        return max((r for r in retries if r is not None), default=None)
 
-    def await_reconnected(self, count: int, timeout: float) -> list[float]:
+    def await_reconnected(self, count: int, timeout: float) -> dict[str, Any]:
+        """When each dropped stream was back (sorted), how long each refused one was refused, how
+        many attempts were refused (connection refused or reset, or a status other than 200), and
+        the longest a client was without a stream (from its loss to its first event again)."""
         args = [{"count": n, "timeout": timeout} for n in self.split(count)]
         times: list[float] = []
+        refused_for: list[float] = []
+        attempts, away_longest = 0, 0.0
         for reply in self._all("await_reconnected", args, timeout):
             times += reply["reconnected_at"]
-        return sorted(times)
+            refused_for += reply["refused_for"]
+            attempts += reply["attempts_refused"]
+            away_longest = max(away_longest, reply["away_longest"])
+        return {
+            "times": sorted(times),
+            "refused_for": refused_for,
+            "attempts_refused": attempts,
+            "away_longest": away_longest,
+        }
 
     def cpu_seconds(self) -> float:
         return float(sum(r["cpu"] for r in self._all("cpu", [{}] * self.processes, 5)))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
@@ -152,9 +153,11 @@ class Server:
 class Sidecar(Server):
     name = "sidecar"
 
-    def __init__(self, workdir: Path, workers: int = 1) -> None:
+    def __init__(self, workdir: Path, workers: int = 1, settings: Sequence[str] = ()) -> None:
+        """`settings`: more flags for the sidecar (e.g. --reconnect-rate)."""
         super().__init__(workdir, workers)
         self.version_file = workdir / "version.txt"
+        self.settings = list(settings)
 
     def command(self) -> list[str]:
         return [
@@ -164,6 +167,7 @@ class Sidecar(Server):
             "--log-level", "warning", "--log-format", "json",
             # --max-clients is the host's: 20,000 streams per worker, as each process may hold.
             "--max-clients", str(20000 * self.workers), "--workers", str(self.workers),
+            *self.settings,
         ]  # fmt: skip
 
     def start(self, first_version: str) -> None:

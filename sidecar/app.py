@@ -98,6 +98,7 @@ def create_app(settings: Settings, source: Source, row: WorkerRow | None = None)
         heartbeat=settings.heartbeat,
         retry=settings.retry,
         retry_jitter=settings.retry_jitter,
+        reconnect_rate=settings.reconnect_rate,
         max_clients=settings.max_clients,
         drop_rules=DropRules(max_buffer=settings.max_buffer, send_timeout=settings.send_timeout),
         row=row,

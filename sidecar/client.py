@@ -106,9 +106,9 @@ class Client(asyncio.Protocol):
         self.lost(self)
 
     def _too_slow(self, now: float) -> str | None:
-        return self._left_unsent(self.transport.get_write_buffer_size(), now)
+        return self.left_unsent(self.transport.get_write_buffer_size(), now)
 
-    def _left_unsent(self, unsent: int, now: float) -> str | None:
+    def left_unsent(self, unsent: int, now: float) -> str | None:
         if unsent > self.rules.max_buffer:
             return self._abort("too_slow", f"too slow: more than {self.rules.max_buffer} bytes unsent")
         if unsent and self.waiting_since is None:
@@ -142,6 +142,6 @@ def send_to_each(clients: Iterable[Client], event: Framed, now: float) -> list[t
             continue
         transport.write(chunked if client.chunked else plain)
         if unsent := transport.get_write_buffer_size():
-            if (reason := client._left_unsent(unsent, now)) is not None:
+            if (reason := client.left_unsent(unsent, now)) is not None:
                 ending.append((client, reason))
     return ending

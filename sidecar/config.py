@@ -36,6 +36,7 @@ class Settings:
     heartbeat: float = 30.0
     retry: int = 3000
     retry_jitter: int = 2000
+    reconnect_rate: int = 1000
     max_clients: int = 10000
     max_buffer: int = 65536
     send_timeout: float = 10.0
@@ -195,6 +196,12 @@ OPTIONS: list[Option] = [
     Option("heartbeat", _positive_float, "seconds between re-sends of the current version", "SECONDS"),
     Option("retry", _non_negative_int, "reconnect delay sent to browsers, in ms", "MS"),
     Option("retry_jitter", _non_negative_int, "random extra reconnect delay per client, up to this many ms", "MS"),
+    Option(
+        "reconnect_rate",
+        _positive_int,
+        "new streams a second one worker takes back after a restart; the jitter window widens to fit",
+        "N",
+    ),
     Option("max_clients", _positive_int, "most streams at once, over all workers; more get 503 with Retry-After", "N"),
     Option("max_buffer", _positive_int, "bytes a slow client may leave unsent before it is dropped", "BYTES"),
     Option("send_timeout", _positive_float, "seconds a client may leave data unsent or unacknowledged", "SECONDS"),

@@ -28,7 +28,8 @@ class ConnectionCount:
 
     def __len__(self) -> int:
         open_now = self._server._connections  # its public `connections` copies them into a list
-        self._closing.intersection_update(open_now)
+        if self._closing:  # walk those closed here, never every open one (intersection_update would)
+            self._closing = {handler for handler in self._closing if handler in open_now}
         return len(open_now) - len(self._closing) + self._streams()
 
     def close_oldest_idle(self) -> bool:

@@ -32,15 +32,19 @@ class Hub:
         heartbeat: float,
         retry: int,
         retry_jitter: int,
+        reconnect_rate: int,
         max_clients: int,
         drop_rules: DropRules,
         row: WorkerRow | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`clock`: what the send-timeout rule tells the time by (tests pass a stand-in)."""
+        """`reconnect_rate`: new streams a second one worker takes back after a restart (the jitter
+        window widens to fit the host's streams); `clock`: what the send-timeout rule tells the time
+        by (tests pass a stand-in)."""
         self.heartbeat = heartbeat
         self.retry = retry
         self.retry_jitter = retry_jitter
+        self.reconnect_rate = reconnect_rate
         self.drop_rules = drop_rules
         # This worker's row of the host table; a hub on its own gets a table of one row.
         self.row = row if row is not None else HostTable(1, max_clients).row(0)
@@ -64,7 +68,14 @@ class Hub:
     @property
     def retry_after_seconds(self) -> int:
         """What a turned-away client is told to wait, in whole seconds."""
-        return max(1, -(-(self.retry + self.retry_jitter) // 1000))
+        return max(1, -(-(self.retry + self.jitter_window()) // 1000))
+
+    def jitter_window(self) -> int:
+        """Over how many ms the host's tabs come back after a restart: --retry-jitter, or as long as
+        its workers need to take back every stream the host holds now at --reconnect-rate each.
+        Browsers keep the `retry:` they got last, so what a stream gets here is what a restart uses."""
+        seats = self.row.seats
+        return max(self.retry_jitter, seats.taken() * 1000 // (self.reconnect_rate * seats.workers))
 
     def publish(self, version: Version, notes: str | None = None, required: bool = False) -> bool:
         """Announce `version` (with its release notes URL and reload-required flag, checked by the
@@ -85,7 +96,7 @@ class Hub:
         """Send a prepared stream its retry delay and the current version, and count it in."""
         client = Client(stream, peer, self.heartbeat_slices.next_slice(), self.drop_rules, self.waiting, self._lost)
         sent = self._event
-        first = encode_retry(self.retry + random.randint(0, self.retry_jitter))
+        first = encode_retry(self.retry + random.randint(0, self.jitter_window()))
         if sent is not None:
             first += sent.plain  # the stream's writer frames this first write itself
         reason = await client.open(stream, first, self.clock)

@@ -12,7 +12,7 @@ from .host_memory import HostMemory
 class Seats:
     """One worker's seats, in its row of the host table."""
 
-    __slots__ = ("_lock", "_row", "_rows", "max_clients", "stream_limit")
+    __slots__ = ("_lock", "_row", "_rows", "max_clients", "stream_limit", "workers")
 
     def __init__(self, memory: HostMemory, index: int) -> None:
         self._lock = memory.lock
@@ -21,6 +21,7 @@ class Seats:
         self.max_clients = int(memory.header.max_clients)  # set before any worker forks
         # Streams this one process may hold (its open-files limit); the host's cap applies as well.
         self.stream_limit = self.max_clients
+        self.workers = len(memory.rows)  # the host's workers, one row each
 
     def take(self) -> bool:
         """One seat, or False (counted as a refusal) when the host's or this process's are full."""

@@ -46,6 +46,18 @@ async def test_retry_is_jittered_per_client(make_sidecar: MakeSidecar) -> None:
     assert len(retries) > 1, retries
 
 
+async def test_the_jitter_window_widens_with_the_streams_the_host_holds(make_sidecar: MakeSidecar) -> None:
+    # Taking back one stream a second, a host of n streams spreads them over n seconds.
+    sidecar = await make_sidecar(retry=1000, retry_jitter=0, reconnect_rate=1)
+    retries = []
+    for held in range(1, 11):
+        stream = await sidecar.open_stream()
+        await stream.next_version()
+        assert stream.parser.retry is not None and 1000 <= stream.parser.retry <= 1000 + held * 1000
+        retries.append(stream.parser.retry)
+    assert max(retries) > 1000, retries  # a --retry-jitter of 0 alone would give 1000 to all
+
+
 async def test_heartbeat_resends_the_current_version(make_sidecar: MakeSidecar) -> None:
     sidecar = await make_sidecar("v7", heartbeat=0.1)
     stream = await sidecar.open_stream()

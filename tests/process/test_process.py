@@ -41,6 +41,7 @@ def run_cli(
         (["--source", "file", "--version-file", "missing.txt"], {}, "--version-file missing.txt: no such file"),
         (["--heartbeat", "-1"], {"APP_VERSION": "v1"}, "--heartbeat: must be a positive number"),
         ([], {"SIDECAR_MAX_CLIENTS": "many", "APP_VERSION": "v1"}, "SIDECAR_MAX_CLIENTS: is not valid"),
+        (["--reconnect-rate", "0"], {"APP_VERSION": "v1"}, "--reconnect-rate: must be a positive whole number"),
         (
             [],
             {"APP_VERSION": "v1", "APP_RELEASE_NOTES_URL": "/notes"},

@@ -41,7 +41,9 @@ class ScriptedSource(Source):
 
 
 def make_hub() -> Hub:
-    return Hub(heartbeat=3600, retry=0, retry_jitter=0, max_clients=10, drop_rules=DropRules(100, 5))
+    return Hub(
+        heartbeat=3600, retry=0, retry_jitter=0, reconnect_rate=1000, max_clients=10, drop_rules=DropRules(100, 5)
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +199,15 @@ class FailsAtStart(ScriptedSource):
 async def test_a_worker_whose_source_fails_at_start_serves_the_hosts_version_degraded() -> None:
     table = HostTable(2, max_clients=10)
     table.row(0).announced(check_version("v1"))  # the worker that served before
-    hub = Hub(heartbeat=3600, retry=0, retry_jitter=0, max_clients=10, drop_rules=DropRules(100, 5), row=table.row(1))
+    hub = Hub(
+        heartbeat=3600,
+        retry=0,
+        retry_jitter=0,
+        reconnect_rate=1000,
+        max_clients=10,
+        drop_rules=DropRules(100, 5),
+        row=table.row(1),
+    )
     announcer = Announcer(FailsAtStart(None, []), hub)
     with capture_logs() as logs:
         assert await announcer.first_version() == "v1"

@@ -1,6 +1,7 @@
 """The hub and its clients on stand-in transports: fan-out, framing, heartbeat slices, drop rules."""
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from typing import cast
@@ -10,6 +11,7 @@ from aiohttp.http_writer import StreamWriter
 from structlog.testing import capture_logs
 
 from sidecar.client import Client, DropRules
+from sidecar.host import HostTable
 from sidecar.hub import Hub
 from sidecar.stream import OpenedStream, VersionStream
 from sidecar.version import check_version
@@ -68,7 +70,15 @@ class RecordingWriter:
 
 def make_hub(heartbeat: float = 3600, send_timeout: float = 5, clock: Callable[[], float] = time.monotonic) -> Hub:
     rules = DropRules(max_buffer=100, send_timeout=send_timeout)
-    return Hub(heartbeat=heartbeat, retry=1000, retry_jitter=0, max_clients=100, drop_rules=rules, clock=clock)
+    return Hub(
+        heartbeat=heartbeat,
+        retry=1000,
+        retry_jitter=0,
+        reconnect_rate=1000,
+        max_clients=100,
+        drop_rules=rules,
+        clock=clock,
+    )
 
 
 def stream_on(transport: RecordingTransport, chunked: bool = True) -> OpenedStream:
@@ -92,6 +102,24 @@ async def test_a_new_client_gets_the_head_its_retry_and_the_current_version_in_o
     hub.publish(check_version("v1"))
     await join(hub, "tab", log)
     assert log == [("tab", b"head+retry: 1000\n\n" + V1)]
+
+
+async def test_the_jitter_window_widens_to_what_the_whole_host_takes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(random, "randint", lambda low, high: high)  # each client draws the window's end
+    table = HostTable(2, max_clients=1000)
+    rules = DropRules(max_buffer=100, send_timeout=5)
+    hub = Hub(heartbeat=3600, retry=1000, retry_jitter=2000, reconnect_rate=10, max_clients=1000,
+              drop_rules=rules, row=table.row(0))  # fmt: skip
+    hub.publish(check_version("v1"))
+    log = WriteLog()
+    await join(hub, "few", log)  # a host with few streams: the configured window
+    assert hub.retry_after_seconds == 3
+    other_worker = table.row(1).seats
+    for _ in range(100):  # two workers taking back 10 a second each: 100 streams need 5 s
+        assert other_worker.take()
+    await join(hub, "many", log)
+    assert log == [("few", b"head+retry: 3000\n\n" + V1), ("many", b"head+retry: 6000\n\n" + V1)]
+    assert hub.retry_after_seconds == 6  # a refused tab is told the same wait
 
 
 async def test_a_change_is_framed_once_per_framing_and_written_to_every_client() -> None:
