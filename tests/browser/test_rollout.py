@@ -87,7 +87,9 @@ def replicas(browser: Browser, start_sidecar: StartSidecar, tmp_path: Path) -> I
         version_files[name] = tmp_path / f"version-{name}.txt"
         version_files[name].write_text("v1\n", encoding="utf-8")
         args = ["--source", "file", "--version-file", str(version_files[name]), "--heartbeat", "1"]
-        sidecars[name] = start_sidecar([*args, "--retry", str(retry), "--retry-jitter", "0"])
+        # No jitter at all (a high --reconnect-rate keeps the host's window at 0 ms): `retry:` names the sidecar.
+        exact_retry = ["--retry", str(retry), "--retry-jitter", "0", "--reconnect-rate", "1000000"]
+        sidecars[name] = start_sidecar([*args, *exact_retry])
     app_version = tmp_path / "version-app.txt"
     app_version.write_text("v1\n", encoding="utf-8")
     static = tmp_path / "static"
