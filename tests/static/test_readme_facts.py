@@ -128,3 +128,18 @@ def test_the_bounds_in_faults_and_limits_are_the_codes() -> None:
     assert f"within {hub.SEND_TIMEOUT_CHECK:g} s after `--send-timeout` ({Settings().send_timeout:g} s)" in stuck
     flapping = row("a version file deleted and recreated")
     assert f"a summary line per {logs.NOISE_PERIOD:g} s" in flapping
+
+
+def test_readme_quotes_the_final_benchmark_run() -> None:
+    """README's Performance figures are those of the last recorded run in bench/RESULTS.md."""
+    final = section(
+        read("bench/RESULTS.md"), "Issue 23: the final run on the quiet machine (all of this session's changes)"
+    )
+    scale_table = final.split("```mermaid", 1)[0]  # the plots and the other tables follow it
+    rows = [[cell.strip() for cell in line.split("|")] for line in scale_table.splitlines() if line.startswith("| ")]
+    pss = [float(row[7]) for row in rows if row[2] == "sidecar"]
+    p99 = [float(row[10].strip("*")) for row in rows if row[2] == "**sidecar / nchan**"]
+    assert len(pss) == len(p99) == 4, (pss, p99)
+    quoted = section(README, "Performance")
+    assert f"{max(pss):.1f} KB per open tab" in quoted
+    assert f"at {min(p99):.2f}-{max(p99):.2f} of nchan's p99" in quoted
