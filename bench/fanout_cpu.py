@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .loadclient import Fleet, raise_open_files_limit, source_addresses
-from .servers import STREAM_PATH, Nchan, Server, Sidecar, process_tree, version_payload
+from .servers import STREAM_PATH, Nchan, Server, Sidecar, process_tree, tree_user_system_seconds, version_payload
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STREAMS_PER_CLIENT_PROCESS = 19_000
@@ -39,18 +39,6 @@ USER_PLACES = (
     ("nginx", "user: nginx + nchan"),
     ("nchan", "user: nginx + nchan"),
 )
-
-
-def user_system_seconds(pids: list[int]) -> tuple[float, float]:
-    user = system = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:  # the member exited meanwhile
-            continue
-        user, system = user + int(fields[11]), system + int(fields[12])
-    return user / CLOCK_TICKS, system / CLOCK_TICKS
 
 
 def where_samples_went(data: Path) -> tuple[int, collections.Counter[str]]:
@@ -112,11 +100,11 @@ def measure(server: Server, clients: int, changes: int, perf_to: Path | None) ->
                 command = ["perf", "record", "-F", "4000", "-g", "-o", str(perf_to), "-p", ",".join(map(str, tree))]
                 recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.5)  # perf attached before the change
-            user_before, system_before = user_system_seconds(tree)
+            user_before, system_before = tree_user_system_seconds(server.pid)
             started = time.monotonic()
             server.change(version)
             receipts = sorted(t - started for t in fleet.collect_wait(30)["receipts"])
-            user_after, system_after = user_system_seconds(tree)
+            user_after, system_after = tree_user_system_seconds(server.pid)
             if recorder is not None:
                 recorder.send_signal(2)
                 recorder.wait(30)

@@ -16,7 +16,6 @@ and after), run this module from this checkout with that checkout's interpreter,
 """
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .loadclient import Fleet, raise_open_files_limit, source_addresses
-from .servers import STREAM_PATH, Sidecar, process_tree
+from .scenarios import source_count
+from .servers import STREAM_PATH, Sidecar
 
 STREAMS_PER_CLIENT_PROCESS = 19_000
 TOP = 15
@@ -99,27 +99,17 @@ def _wait_for(path: Path, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def _pss_and_rss(pid: int) -> tuple[int, int]:
-    """Bytes of PSS and RSS over `pid`'s process tree."""
-    pss = rss = 0
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError), open(f"/proc/{member}/smaps_rollup") as rollup:
-            for line in rollup:
-                key, _, rest = line.partition(":")
-                if key in ("Pss", "Rss"):
-                    value = int(rest.split()[0]) * 1024
-                    pss, rss = (pss + value, rss) if key == "Pss" else (pss, rss + value)
-    return pss, rss
-
-
-def _connect(sidecar: Sidecar, streams: int) -> Fleet:
+def _fleet(sidecar: Sidecar, streams: int) -> Fleet:
+    """The load-client processes for `streams`, started (none connected yet)."""
     processes = max(1, math.ceil(streams / STREAMS_PER_CLIENT_PROCESS))
-    fleet = Fleet("127.0.0.1", sidecar.port, STREAM_PATH, processes, source_addresses(processes))
+    return Fleet("127.0.0.1", sidecar.port, STREAM_PATH, processes, source_addresses(source_count(processes)))
+
+
+def _connect(fleet: Fleet, streams: int) -> None:
     result = fleet.connect(streams, timeout=300)
     if result["ready"] != streams:
         fleet.stop()
         raise RuntimeError(f"only {result['ready']} of {streams} streams opened ({result['errors']} errors)")
-    return fleet
 
 
 def measure_plain(streams: int, workdir: Path) -> dict[str, float]:
@@ -127,11 +117,14 @@ def measure_plain(streams: int, workdir: Path) -> dict[str, float]:
     sidecar.start("v1")
     try:
         time.sleep(1)  # the process settles (its first scrape of the source, its start-up garbage)
-        pss0, rss0 = _pss_and_rss(sidecar.pid)
-        fleet = _connect(sidecar, streams)
+        fleet = _fleet(sidecar, streams)
         try:
+            # Read once the client processes exist: they map the same Python files as the sidecar,
+            # and PSS splits a shared page between all who map it (as in scenarios.py).
+            pss0, rss0 = sidecar.pss(), sidecar.rss()
+            _connect(fleet, streams)
             time.sleep(1)
-            pss1, rss1 = _pss_and_rss(sidecar.pid)
+            pss1, rss1 = sidecar.pss(), sidecar.rss()
         finally:
             fleet.stop()
     finally:
@@ -145,8 +138,9 @@ def measure_traced(streams: int, workdir: Path) -> dict[str, Any]:
     try:
         os.kill(sidecar.pid, signal.SIGUSR1)
         _wait_for(sidecar.workdir / "started")
-        fleet = _connect(sidecar, streams)
+        fleet = _fleet(sidecar, streams)
         try:
+            _connect(fleet, streams)
             os.kill(sidecar.pid, signal.SIGUSR2)
             _wait_for(sidecar.workdir / "snapshot.json")
         finally:

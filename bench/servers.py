@@ -78,13 +78,18 @@ def tree_pss_bytes(pid: int) -> int:
     return total_kb * 1024
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of the tree's live processes."""
-    total = 0
+def tree_user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU of the tree's live processes."""
+    user = system = 0
     for stat in tree_proc_files(pid, "stat"):
         fields = stat.rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the tree's live processes."""
+    return sum(tree_user_system_seconds(pid))
 
 
 class Server:
