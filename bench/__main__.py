@@ -79,7 +79,7 @@ def fanout_table(pairs: Sequence[tuple[FanoutResult, FanoutResult | None]]) -> s
             )
         if theirs is not None:
             rows.append(
-                f"| {ours.clients:,} | **sidecar / nchan** | | "
+                f"| {ours.clients:,} | **{ours.server} / {theirs.server}** | | "
                 f"| {_ratio(ours.connect_seconds, theirs.connect_seconds)} | "
                 f"| **{_ratio(ours.pss_per_client, theirs.pss_per_client)}** "
                 f"| {_ratio(ours.rss_per_client, theirs.rss_per_client)} "
@@ -181,10 +181,10 @@ def machine() -> str:
 
 def run_scale(
     kinds: list[str], sizes: Sequence[int], work: Path, per_process: int, changes: int, scrapes: int
-) -> list[tuple[FanoutResult, FanoutResult | None]]:
+) -> list[dict[str, FanoutResult]]:
     """Each size, each server alone (never two servers' streams at once), the first server of a
-    size the other one than at the size before; the sidecar's /metrics at the largest size."""
-    pairs: list[tuple[FanoutResult, FanoutResult | None]] = []
+    size the last one of the size before; the sidecar's /metrics at the largest size."""
+    runs: list[dict[str, FanoutResult]] = []
     for turn, size in enumerate(sizes):
         processes = _client_processes(size, per_process)
         results: dict[str, FanoutResult] = {}
@@ -199,8 +199,12 @@ def run_scale(
                 scrapes=scrapes if size == max(sizes) else 0,
             )
             print(fanout_table([(results[kind], None)]), file=sys.stderr, flush=True)  # should a later one fail
-        pairs.append((results[kinds[0]], results.get("nchan") if len(kinds) > 1 else None))
-    return pairs
+        runs.append(results)
+    return runs
+
+
+def against_nchan(runs: Sequence[dict[str, FanoutResult]], kind: str) -> list[tuple[FanoutResult, FanoutResult | None]]:
+    return [(results[kind], results.get("nchan")) for results in runs if kind in results]
 
 
 def _demands(args: argparse.Namespace) -> tuple[int, int, int]:
@@ -260,6 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="scale run, largest size: /metrics scrapes timed on the sidecar, then --changes pairs "
         "of changes with and without a scraper every second (0: skip)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="scale run: also bench/floor.py, the least a server can do per stream (the best ratio to "
+        "nchan any server could reach on this machine)",
+    )
     args = parser.parse_args(argv)
     raise_open_files_limit()
     too_low = kernel_limits.problems(*_demands(args))
@@ -287,12 +297,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("## Fan-out: one server process\n")
             print(fanout_table(pairs) + "\n", flush=True)
         if args.scale:
-            scale_pairs = run_scale(kinds, args.scale, work, args.per_process, args.changes, args.scrapes)
+            scale_kinds = [*kinds, "floor"] if args.floor else kinds
+            runs = run_scale(scale_kinds, args.scale, work, args.per_process, args.changes, args.scrapes)
+            scale_pairs = against_nchan(runs, kinds[0])
             print(f"## Scale: each server alone, a worker per {args.per_process:,} streams\n")
             print(fanout_table(scale_pairs) + "\n", flush=True)
             print(scale_plots(scale_pairs) + "\n", flush=True)
-            print("## /metrics while the sidecar holds its streams\n")
-            print(scrape_table([ours for ours, _ in scale_pairs]) + "\n", flush=True)
+            if args.floor:
+                print("## The floor: the least a server can do per stream, against nchan\n")
+                print(fanout_table(against_nchan(runs, "floor")) + "\n", flush=True)
+            if "sidecar" in kinds:
+                print("## /metrics while the sidecar holds its streams\n")
+                print(scrape_table([ours for ours, _ in scale_pairs]) + "\n", flush=True)
         if args.client_check:
             checks = [
                 run_fanout("sidecar", args.client_check, work / f"check-{n}", client_processes=n, changes=args.changes)

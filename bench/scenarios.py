@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .loadclient import DEFAULT_RETRY_MS, Fleet, source_addresses
-from .servers import STREAM_PATH, Nchan, Server, Sidecar, version_payload
+from .servers import STREAM_PATH, Floor, Nchan, Server, Sidecar, version_payload
 
 CONNECT_TIMEOUT = 180.0
 # Load-client source addresses (127.0.0.2 ...): each has its own ephemeral ports.
@@ -29,7 +29,7 @@ EVENT_TIMEOUT = 30.0
 
 
 def make_server(kind: str, workdir: Path, workers: int = 1) -> Server:
-    return Sidecar(workdir, workers) if kind == "sidecar" else Nchan(workdir, workers)
+    return {"sidecar": Sidecar, "nchan": Nchan, "floor": Floor}[kind](workdir, workers)
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -1,4 +1,4 @@
-"""The two servers under test, started the same way: the sidecar and nginx with nchan.
+"""The servers under test, started the same way: the sidecar, nginx with nchan, and the floor.
 
 Each runs on 127.0.0.1 and a free port, in its own scratch directory, and offers the same three
 things to the benchmark: wait until ready, announce a new version (the "change"), and the memory
@@ -35,6 +35,12 @@ def free_port() -> int:
 def version_payload(version: str) -> bytes:
     """The `data:` line both servers carry, byte for byte the sidecar's own JSON."""
     return json.dumps({"version": version}, ensure_ascii=False).encode()
+
+
+def write_version(path: Path, version: str) -> None:
+    staging = path.with_suffix(".new")
+    staging.write_text(version + "\n", encoding="utf-8")
+    staging.replace(path)  # atomic: a reader never sees half a version
 
 
 def process_tree(pid: int) -> list[int]:
@@ -176,7 +182,7 @@ class Sidecar(Server):
         ]  # fmt: skip
 
     def start(self, first_version: str) -> None:
-        self._write_version(first_version)
+        write_version(self.version_file, first_version)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
         self._spawn(self.command(), env)
         self._wait_port()
@@ -194,12 +200,25 @@ class Sidecar(Server):
         raise RuntimeError("sidecar not healthy")
 
     def change(self, version: str) -> None:
-        self._write_version(version)
+        write_version(self.version_file, version)
 
-    def _write_version(self, version: str) -> None:
-        staging = self.version_file.with_suffix(".new")
-        staging.write_text(version + "\n", encoding="utf-8")
-        staging.replace(self.version_file)  # atomic: the poller never reads half a version
+
+class Floor(Server):
+    """bench/floor.py: the least a server can do per stream (what the kernel charges on this machine)."""
+
+    name = "floor"
+
+    def start(self, first_version: str) -> None:
+        self.version_file = self.workdir / "version.txt"
+        write_version(self.version_file, first_version)
+        command = [sys.executable, "-m", "bench.floor", "--port", str(self.port), "--workers", str(self.workers)]
+        here = str(Path(__file__).resolve().parent.parent)  # bench is not installed: run it from the tree
+        self._spawn([*command, "--version-file", str(self.version_file)], {**os.environ, "PYTHONPATH": here})
+        self._wait_port()
+
+    def change(self, version: str) -> None:
+        write_version(self.version_file, version)
+        os.killpg(self.pid, signal.SIGUSR1)  # every worker reads the file and writes to its streams
 
 
 NGINX_CONF = """\

@@ -21,7 +21,7 @@ def _require_nchan() -> None:
 
 
 @pytest.mark.nginx
-@pytest.mark.parametrize("server", ["sidecar", "nchan"])
+@pytest.mark.parametrize("server", ["sidecar", "nchan", "floor"])
 def test_every_client_gets_every_change(server: str, tmp_path: Path) -> None:
     if server == "nchan":
         _require_nchan()
@@ -79,10 +79,11 @@ def _rows(table: str) -> list[list[str]]:
 @pytest.mark.nginx
 def test_scale_run_prints_its_table_plots_and_scrapes(capsys: pytest.CaptureFixture[str]) -> None:
     """The scale path at a tiny size: 150 streams per process make two workers per server and two
-    load-client processes; the largest size also runs the /metrics check."""
+    load-client processes; the largest size also runs the /metrics check; the floor (bench/floor.py)
+    has its own table against nchan."""
     _require_nchan()
     argv = ["--sizes", "", "--client-check", "0", "--workers-clients", "0", "--storm-clients", "0"]
-    argv += ["--leak-cycles", "0", "--scale", "200,300", "--per-process", "150", "--changes", "2", "--scrapes", "3"]
+    argv += ["--leak-cycles", "0", "--scale", "200,300", "--per-process", "150", "--changes", "2", "--scrapes", "3", "--floor"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     scale = out.split("## Scale")[1].split("```mermaid")[0]
@@ -96,6 +97,10 @@ def test_scale_run_prints_its_table_plots_and_scrapes(capsys: pytest.CaptureFixt
             per_connection = float(row[6])
             assert per_connection > 0 or server == "sidecar", f"{server} at {clients}: PSS per connection {row[6]}"
         assert rows[(clients, "**sidecar / nchan**")][6].strip("*") != "-"
+    floor = {(row[0], row[1]): row for row in _rows(out.split("## The floor")[1].split("##")[0])}
+    for clients in ("200", "300"):
+        assert (floor[(clients, "floor")][2], floor[(clients, "floor")][-2:]) == ("2", ["0", "0"]), floor
+        assert floor[(clients, "**floor / nchan**")][10].strip("*") != "-", floor
     charts = re.findall(r"```mermaid\nxychart-beta\n(.*?)```", out, re.DOTALL)
     assert len(charts) == 2, out
     for chart in charts:
