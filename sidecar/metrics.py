@@ -75,7 +75,8 @@ class HostCollector:
         yield dropped
         yield SummaryMetricFamily(
             PREFIX + "fanout_seconds",
-            "Time a worker took to write a version change to all of its streams.",
+            "Time from a version change until a worker had written it to all of its streams (requests served"
+            " between chunks included; a fan-out a newer change took over counts until then).",
             count_value=host.total("fanouts"),
             sum_value=sum(worker.fanout_seconds for worker in host.workers),
         )

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from functools import partial
 
+import pytest
 from aiohttp.http_writer import StreamWriter
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -84,6 +85,35 @@ async def test_a_change_reaches_every_client(make_sidecar: MakeSidecar) -> None:
     for stream in streams:
         assert await stream.next_version() == "v1"
     sidecar.publish("v2")
+    for stream in streams:
+        assert await stream.next_version() == "v2"
+
+
+async def test_healthz_answers_while_a_fan_out_waits_between_chunks_and_every_stream_gets_the_change(
+    make_sidecar: MakeSidecar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sidecar = await make_sidecar("v1", heartbeat=3600)
+    sidecar.hub.fanout_chunk = 2
+    streams = [await sidecar.open_stream() for _ in range(6)]
+    for stream in streams:
+        assert await stream.next_version() == "v1"
+    between_chunks, go_on = asyncio.Event(), asyncio.Event()
+    real_sleep = asyncio.sleep
+
+    async def held_between_chunks(delay: float) -> None:
+        # Only the fan-out's turns are held (until the probe has its answer), to make the moment certain.
+        task = asyncio.current_task()
+        if task is None or task.get_name() != "fan-out":
+            return await real_sleep(delay)
+        between_chunks.set()
+        await go_on.wait()
+
+    monkeypatch.setattr(asyncio, "sleep", held_between_chunks)
+    sidecar.publish("v2")
+    await eventually(between_chunks.is_set, "the fan-out to wait between two chunks")
+    health = await sidecar.health()  # a real request on a real connection, served meanwhile
+    assert not go_on.is_set() and (health["version"], health["clients"]) == ("v2", 6)
+    go_on.set()
     for stream in streams:
         assert await stream.next_version() == "v2"
 

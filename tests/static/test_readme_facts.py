@@ -126,6 +126,8 @@ def test_the_bounds_in_faults_and_limits_are_the_codes() -> None:
     assert f"toward the {workers.START_ATTEMPTS} above" in fork
     stuck = row("a client that stops reading")
     assert f"within {hub.SEND_TIMEOUT_CHECK:g} s after `--send-timeout` ({Settings().send_timeout:g} s)" in stuck
+    fan_out = row("a version change to a worker holding many streams")
+    assert f"in chunks of {hub.FANOUT_CHUNK:,} streams" in fan_out
     flapping = row("a version file deleted and recreated")
     assert f"a summary line per {logs.NOISE_PERIOD:g} s" in flapping
 

@@ -29,6 +29,12 @@ class WriteLog(list[tuple[str, bytes]]):
         super().append(item)
         self.grew.set()
 
+    async def holds(self, count: int) -> None:
+        """Wait until `count` writes are logged (resuming in the loop's turn after the write)."""
+        while len(self) < count:
+            self.grew.clear()
+            await self.grew.wait()
+
 
 class RecordingTransport:
     """Records what the hub writes; `unsent` plays the kernel's send buffer."""
@@ -68,7 +74,12 @@ class RecordingWriter:
         self.transport.write(b"head+" + data)
 
 
-def make_hub(heartbeat: float = 3600, send_timeout: float = 5, clock: Callable[[], float] = time.monotonic) -> Hub:
+def make_hub(
+    heartbeat: float = 3600,
+    send_timeout: float = 5,
+    clock: Callable[[], float] = time.monotonic,
+    fanout_chunk: int = 1000,
+) -> Hub:
     rules = DropRules(max_buffer=100, send_timeout=send_timeout)
     return Hub(
         heartbeat=heartbeat,
@@ -78,6 +89,7 @@ def make_hub(heartbeat: float = 3600, send_timeout: float = 5, clock: Callable[[
         max_clients=100,
         drop_rules=rules,
         clock=clock,
+        fanout_chunk=fanout_chunk,
     )
 
 
@@ -95,6 +107,11 @@ async def join(hub: Hub, name: str, log: WriteLog, chunked: bool = True) -> tupl
 
 V1 = b'event: version\nid: v1\ndata: {"version": "v1"}\n\n'
 V2 = b'event: version\nid: v2\ndata: {"version": "v2"}\n\n'
+V3 = b'event: version\nid: v3\ndata: {"version": "v3"}\n\n'
+
+
+def chunk_of(event: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(event), event)
 
 
 async def test_a_new_client_gets_the_head_its_retry_and_the_current_version_in_one_write() -> None:
@@ -463,3 +480,131 @@ async def test_a_lost_connection_is_counted_out_and_gives_its_seat_back_once() -
     stays.connection_lost(None)
     assert (hub.connections, hub.row.seats.taken()) == (0, 0)
     await hub.closed(timeout=0)  # nothing left to wait for
+
+
+async def five_clients_in_chunks_of_two() -> tuple[Hub, WriteLog, list[str]]:
+    """A hub that knows v1, with five clients (their heads sent, the log cleared): a fan-out
+    writes to two of them in publish() and to the other three in two more turns of the loop."""
+    hub, log = make_hub(fanout_chunk=2), WriteLog()
+    hub.publish(check_version("v1"))
+    names = [f"c{i}" for i in range(5)]
+    for name in names:
+        await join(hub, name, log)
+    log.clear()
+    return hub, log, names
+
+
+def fan_out_tasks() -> list[asyncio.Task[object]]:
+    return [task for task in asyncio.all_tasks() if task.get_name() == "fan-out"]
+
+
+def heard_by_client(log: WriteLog) -> dict[str, list[bytes]]:
+    heard: dict[str, list[bytes]] = {}
+    for name, data in log:
+        heard.setdefault(name, []).append(data)
+    return heard
+
+
+async def test_a_fan_out_to_at_most_one_chunk_is_written_within_publish() -> None:
+    hub, log = make_hub(fanout_chunk=2), WriteLog()
+    hub.publish(check_version("v1"))
+    await join(hub, "a", log)
+    await join(hub, "b", log)
+    log.clear()
+    hub.publish(check_version("v2"))
+    assert sorted(log) == [("a", chunk_of(V2)), ("b", chunk_of(V2))]
+    assert fan_out_tasks() == []
+
+
+async def test_a_large_fan_out_lets_the_event_loop_run_between_its_chunks() -> None:
+    hub, log, names = await five_clients_in_chunks_of_two()
+    seen: list[int] = []
+
+    async def look_each_turn() -> None:  # stands for a scrape or an accept waiting for the loop
+        while len(log) < len(names):
+            seen.append(len(log))
+            await asyncio.sleep(0)
+
+    looking = asyncio.create_task(look_each_turn())  # scheduled before the change
+    hub.publish(check_version("v2"))
+    assert len(log) == 2  # the first chunk, within publish()
+    await looking
+    assert seen == [2, 4]  # it ran after the first chunk and after the second, before the last
+    assert sorted(log) == [(name, chunk_of(V2)) for name in names]  # and everyone got it, once
+    await eventually(lambda: not fan_out_tasks(), "the fan-out to end")
+
+
+async def test_a_client_that_leaves_during_a_fan_out_is_skipped_and_one_that_joins_gets_the_event_once() -> None:
+    hub, log, names = await five_clients_in_chunks_of_two()
+    hub.publish(check_version("v2"))
+    reached = {name for name, _ in log}
+    leaving = next(client for client in hub.clients if client.peer not in reached)
+    hub.leave(leaving, "client went away")
+    await join(hub, "late", log)  # its head carries v2
+    await eventually(lambda: not fan_out_tasks(), "the fan-out to end")
+    heard = heard_by_client(log)
+    assert heard.pop(leaving.peer) == [b"0\r\n\r\n"]  # its stream's end, nothing after it
+    assert heard.pop("late") == [b"head+retry: 1000\n\n" + V2]
+    assert heard == {name: [chunk_of(V2)] for name in names if name != leaving.peer}
+
+
+async def test_a_newer_change_takes_over_a_fan_out_under_way_and_reaches_everyone() -> None:
+    hub, log, names = await five_clients_in_chunks_of_two()
+    written_before_v3: list[int] = []
+
+    async def change_again_mid_way() -> None:
+        await log.holds(4)  # two chunks of v2 written, one to go
+        written_before_v3.append(len(log))
+        hub.publish(check_version("v3"))
+
+    changing = asyncio.create_task(change_again_mid_way())
+    hub.publish(check_version("v2"))
+    await changing
+    await eventually(lambda: not fan_out_tasks(), "both fan-outs to end")
+    assert written_before_v3 == [4]
+    assert [data for _, data in log[4:]] == [chunk_of(V3)] * 5  # v2's fan-out wrote nothing more
+    heard = heard_by_client(log)
+    assert sorted(heard) == names
+    assert sorted(heard.values()) == [[chunk_of(V2), chunk_of(V3)]] * 4 + [[chunk_of(V3)]]
+
+
+async def test_stop_during_a_fan_out_ends_it_and_writes_nothing_more() -> None:
+    hub, log, _ = await five_clients_in_chunks_of_two()
+    hub.publish(check_version("v2"))
+    [fanning] = fan_out_tasks()
+    hub.stop()
+    with pytest.raises(asyncio.CancelledError):
+        await fanning  # ended, not finished: it wrote nothing more
+    assert fan_out_tasks() == []
+    assert [data for _, data in log[2:]] == [b"0\r\n\r\n"] * 5  # only the streams' ends
+    worker = hub.row.table.read().workers[0]
+    assert (worker.fanouts, worker.events_sent) == (2, 5 + 2)  # v1 with each head; v2 to two, counted once
+
+
+async def test_each_fan_out_is_counted_once_with_what_it_wrote_and_how_long_it_took(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub, log, _ = await five_clients_in_chunks_of_two()
+    before = hub.row.table.read().workers[0]
+    # A stand-in clock that moves 0.1 s a write: a fan-out's time says how many writes it lasted.
+    monkeypatch.setattr(time, "perf_counter", lambda: 100 + 0.1 * len(log))
+
+    hub.publish(check_version("v2"))  # runs to its end
+    await eventually(lambda: not fan_out_tasks(), "the fan-out to end")
+    worker = hub.row.table.read().workers[0]
+    assert worker.fanouts - before.fanouts == 1
+    assert worker.events_sent - before.events_sent == 5
+    assert worker.fanout_seconds - before.fanout_seconds == pytest.approx(0.5)
+
+    async def change_again_mid_way() -> None:
+        await log.holds(5 + 4)
+        hub.publish(check_version("v4"))
+
+    changing = asyncio.create_task(change_again_mid_way())
+    hub.publish(check_version("v3"))  # taken over after four writes by v4, which runs to its end
+    await changing
+    await eventually(lambda: not fan_out_tasks(), "the fan-outs to end")
+    worker = hub.row.table.read().workers[0]
+    assert worker.fanouts - before.fanouts == 3
+    assert worker.events_sent - before.events_sent == 5 + 4 + 5
+    assert worker.fanout_seconds - before.fanout_seconds == pytest.approx(0.5 + 0.4 + 0.5)
