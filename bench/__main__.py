@@ -235,6 +235,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--storm-reconnect-rate", type=int, help="the sidecar's --reconnect-rate in the storm (unset: its default)"
     )
+    parser.add_argument(
+        "--storm-hold",
+        type=float,
+        default=35.0,
+        help="seconds each server holds the storm's streams before its restart (35: one heartbeat of "
+        "30 s and some, so every stream has heard one)",
+    )
     parser.add_argument("--leak-cycles", type=int, default=50000, help="connect/disconnect cycles (0: skip)")
     parser.add_argument(
         "--client-check",
@@ -334,10 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate = [] if args.storm_reconnect_rate is None else ["--reconnect-rate", str(args.storm_reconnect_rate)]
             storms = [
                 run_storm(kind, args.storm_clients, work / f"{kind}-storm", workers=args.storm_workers,
-                          client_processes=_client_processes(args.storm_clients), settings=rate)
+                          client_processes=_client_processes(args.storm_clients), settings=rate,
+                          hold=args.storm_hold)
                 for kind in kinds
             ]  # fmt: skip
-            print("## Reconnect storm: the host restarted under load\n")
+            print(f"## Reconnect storm: the host restarted {args.storm_hold:g} s after its tabs connected\n")
             print(storm_table(storms) + "\n", flush=True)
         if args.leak_cycles:
             leaks = [run_leak(kind, args.leak_cycles, work / f"{kind}-leak") for kind in kinds]

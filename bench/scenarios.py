@@ -284,12 +284,14 @@ STORM_TIMEOUT = 180.0
 
 def run_storm(
     kind: str, clients: int, workdir: Path, *, workers: int = 1, client_processes: int = 1,
-    settings: Sequence[str] = (),
+    settings: Sequence[str] = (), hold: float = 0.0,
 ) -> StormResult:  # fmt: skip
     """Drop every client at once (restart the server) and time their return, as browsers do it:
     after the `retry:` the stream sent (the sidecar's: --retry plus its jitter window; nchan sends
     none, so the browser default of 3 s applies), retrying the same way while the server refuses
-    them. `settings`: more flags for the sidecar."""
+    them. `settings`: more flags for the sidecar; `hold`: seconds the server holds every stream
+    before the restart (a host restarts between deploys, not just after its tabs connected: the
+    sidecar's heartbeat refreshes each tab's `retry:` within one heartbeat, 30 s)."""
     result = StormResult(kind, clients, workers)
     server = Sidecar(workdir, workers, settings) if kind == "sidecar" else Nchan(workdir, workers)
     fleet: Fleet | None = None
@@ -297,6 +299,7 @@ def run_storm(
         server.start("bench-0")
         fleet = Fleet("127.0.0.1", server.port, STREAM_PATH, client_processes, source_addresses(8))
         fleet.connect(clients, CONNECT_TIMEOUT)
+        time.sleep(hold)
         retry_max = fleet.reconnect_mode()
         result.retry_max = (retry_max if retry_max is not None else DEFAULT_RETRY_MS) / 1000
         dropped_at = time.monotonic()
