@@ -83,7 +83,19 @@ def test_scale_run_prints_its_table_plots_and_scrapes(capsys: pytest.CaptureFixt
     has its own table against nchan."""
     _require_nchan()
     argv = ["--sizes", "", "--client-check", "0", "--workers-clients", "0", "--storm-clients", "0"]
-    argv += ["--leak-cycles", "0", "--scale", "200,300", "--per-process", "150", "--changes", "2", "--scrapes", "3", "--floor"]
+    argv += [
+        "--leak-cycles",
+        "0",
+        "--scale",
+        "200,300",
+        "--per-process",
+        "150",
+        "--changes",
+        "2",
+        "--scrapes",
+        "3",
+        "--floor",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     scale = out.split("## Scale")[1].split("```mermaid")[0]
