@@ -85,7 +85,7 @@ def test_signal_ends_every_stream_cleanly_and_exits_0(start_sidecar: StartSideca
     for stream in streams:
         assert stream.versions(1) == ["v1"]
     sidecar.process.send_signal(sig)
-    # Each stream ends with the chunked terminator (a clean end, not a reset): read() returns.
+    # Each stream's body ends at the close (a clean end: a reset would make read() raise).
     for stream in streams:
         assert stream.response.read() == b""
         assert stream.response.isclosed()
