@@ -107,7 +107,7 @@ def test_logs_tell_each_step(start_sidecar: StartSidecar, tmp_path: Path) -> Non
     version_file.write_text("v2")
     while stream.versions(1) != ["v2"]:
         pass
-    stream.connection.close()
+    stream.close()
     version_file.unlink()
     wanted = {
         "client connected",
