@@ -43,9 +43,8 @@ async def test_events_arrive_at_once(
 async def test_a_sidecar_stop_ends_the_stream_through_the_proxy_cleanly(
     kind: str, start_sidecar: StartSidecar, start_any_proxy: StartAnyProxy
 ) -> None:
-    await proxy_checks.a_sidecar_stop_ends_the_stream_through_the_proxy_cleanly(
-        start_sidecar, functools.partial(start_any_proxy, kind)
-    )
+    start_proxy = functools.partial(start_any_proxy, kind)
+    await proxy_checks.a_sidecar_stop_ends_the_stream_through_the_proxy_cleanly(start_sidecar, start_proxy)
 
 
 # Caddy ends no stream that still passes bytes (no read timeout by default, none shipped): only
