@@ -1,5 +1,4 @@
-"""One connected stream: its writes, its framing, its end, and the rules that drop it when it
-stops reading.
+"""One connected stream: its writes, its end, and the rules that drop it when it stops reading.
 
 A client owns its back-pressure: a write never waits for the peer (so one slow tab cannot hold
 up the others), and a peer that leaves too much unsent, or leaves data waiting too long, is
@@ -16,7 +15,7 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .stream import Framed, OpenedStream
+from .stream import OpenedStream
 
 # Linux only: the kernel aborts a connection whose sent data stays unacknowledged this long.
 _TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", None)
@@ -32,7 +31,6 @@ class DropRules:
 
 class Client(asyncio.Protocol):
     __slots__ = (
-        "chunked",
         "dropped",
         "ended",
         "heartbeat_slice",
@@ -57,7 +55,6 @@ class Client(asyncio.Protocol):
         some unsent (so the send-timeout rule looks at those alone); `lost`: what the hub does
         when the connection is gone (called once, by the transport, once the client holds it)."""
         self.transport = stream.transport
-        self.chunked = stream.chunked
         self.peer = peer
         # Which slice of the heartbeat re-sends to this client (see Hub._beat).
         self.heartbeat_slice = heartbeat_slice
@@ -92,14 +89,12 @@ class Client(asyncio.Protocol):
         return None
 
     def end(self, reason: str) -> None:
-        """End the stream, once: cleanly (the last chunk of a chunked response, then the close,
-        after what is unsent) unless its connection is closing already (dropped, or gone)."""
+        """End the stream, once: cleanly (the close, after what is unsent: the end of its body)
+        unless its connection is closing already (dropped, or gone)."""
         if self.ended is not None:
             return
         self.ended = reason
         if not self.transport.is_closing():
-            if self.chunked:
-                self.transport.write(b"0\r\n\r\n")
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -128,19 +123,18 @@ class Client(asyncio.Protocol):
         sock.setsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT, int(self.rules.send_timeout * 1000))
 
 
-def send_to_each(clients: Iterable[Client], event: Framed, now: float) -> list[tuple[Client, str]]:
+def send_to_each(clients: Iterable[Client], event: bytes, now: float) -> list[tuple[Client, str]]:
     """Queue `event` (at `now`) to each client without waiting for any peer; returns the clients
     whose stream must end, with why. One loop with the common case inline (write, nothing left
     unsent) and no method call of ours per client: a fan-out runs it for every client at once,
     so each call shows in its CPU (bench/RESULTS.md, "Where one fan-out's CPU goes")."""
     ending: list[tuple[Client, str]] = []
-    plain, chunked = event.plain, event.chunked
     for client in clients:
         transport = client.transport
         if transport.is_closing():
             ending.append((client, "connection closed"))
             continue
-        transport.write(chunked if client.chunked else plain)
+        transport.write(event)
         if unsent := transport.get_write_buffer_size():
             if (reason := client.left_unsent(unsent, now)) is not None:
                 ending.append((client, reason))

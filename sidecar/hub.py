@@ -1,6 +1,6 @@
 """The hub: who is connected, the current version event, and one shared heartbeat.
 
-Each event is encoded and framed once and handed to every client; each client owns its writes
+Each event is encoded once and handed, as it is, to every client; each client owns its writes
 and its drop rules (client.py). What the hub does is counted in its worker's row of the host
 table (host.py): an integer or two per fan-out, per heartbeat slice and per join, never per client.
 """
@@ -16,7 +16,7 @@ from .heartbeat_slices import HeartbeatSlices
 from .host import HostTable, WorkerRow
 from .logs import get_logger
 from .sse import encode_retry, encode_version_event
-from .stream import Framed, OpenedStream
+from .stream import OpenedStream
 from .version import Version
 
 log = get_logger("sidecar.hub")
@@ -78,7 +78,7 @@ class Hub:
         self._lost = self.lost  # one bound method for every client
         self.version: Version | None = None
         self._release: tuple[Version, str | None, bool] | None = None  # the version with its notes and flag
-        self._event: Framed | None = None  # the current version event, framed once
+        self._event: bytes | None = None  # the current version event, encoded once
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._timeouts_task: asyncio.Task[None] | None = None
         self._timeouts_every = min(SEND_TIMEOUT_CHECK, drop_rules.send_timeout / 2)
@@ -103,7 +103,7 @@ class Hub:
         if (version, notes, required) == self._release:
             return False
         old, self.version, self._release = self.version, version, (version, notes, required)
-        self._event = Framed.of(encode_version_event(version, notes, required))
+        self._event = encode_version_event(version, notes, required)
         self.row.announced(version)
         told = {name: value for name, value in (("notes", notes), ("required", required)) if value}
         log.info("version changed", old=old, new=version, clients=len(self.clients), **told)
@@ -116,7 +116,7 @@ class Hub:
         sent = self._event
         first = encode_retry(self.retry + random.randint(0, self.jitter_window()))
         if sent is not None:
-            first += sent.plain  # the stream's writer frames this first write itself
+            first += sent
         reason = await client.open(stream, first, self.clock)
         if reason is None and self.stopped:  # it arrived while the hub stopped: end it now, not at the timeout
             reason = "server shutting down"
@@ -214,7 +214,7 @@ class Hub:
                 if (reason := client.stalled(now)) is not None:
                     self.leave(client, reason)
 
-    def _send_to_all(self, event: Framed) -> None:
+    def _send_to_all(self, event: bytes) -> None:
         """Write `event` to every client: the first chunk now, the others from a task that lets the
         event loop run between two chunks. A fan-out under way ends first: the clients it has not
         reached yet get this newer event instead, and nobody gets the older one after it."""
@@ -227,7 +227,7 @@ class Hub:
         fan_out = self._fan_out = FanOut(started, chunk)
         fan_out.task = asyncio.create_task(self._send_the_rest(fan_out, targets, event), name="fan-out")
 
-    async def _send_the_rest(self, fan_out: FanOut, targets: list[Client], event: Framed) -> None:
+    async def _send_the_rest(self, fan_out: FanOut, targets: list[Client], event: bytes) -> None:
         # The loop has had a turn before this task's first step; each later chunk waits for another.
         # A client that joined meanwhile got this event with its head (join); one that left is
         # skipped (send_to_each ends a client whose connection is closing).
@@ -249,6 +249,6 @@ class Hub:
             fan_out.task.cancel()  # it waits at its yield: it writes nothing more
             self.row.fanned_out(time.perf_counter() - fan_out.started, fan_out.sent)
 
-    def _send_all(self, clients: list[Client], event: Framed) -> None:
+    def _send_all(self, clients: list[Client], event: bytes) -> None:
         for client, reason in send_to_each(clients, event, self.clock()):
             self.leave(client, reason)

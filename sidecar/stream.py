@@ -1,4 +1,4 @@
-"""A version stream on the wire: its response, its head, and each event framed once for all.
+"""A version stream on the wire: its response, its head, and its events as they are.
 
 The public APIs give a stream a task and a timer per connection and re-frame each event per
 client, which at the sizes we serve is most of the memory and fan-out time (bench/RESULTS.md).
@@ -8,9 +8,10 @@ internals):
   prepare() would start a ping task per connection (our hub has one shared heartbeat): we run
   aiohttp's own StreamResponse.prepare instead, and hold the head back until the first write
   (aiohttp's `_send_headers_immediately`), so head and first event leave in one send.
-- After that first write through aiohttp's StreamWriter, each event is framed once (HTTP/1.1
-  chunked framing included, byte for byte what StreamWriter.write sends) and written straight
-  to every transport.
+- The body has no framing, in HTTP/1.1 as in 1.0: it ends when the connection closes (the head
+  says `Connection: close`; aiohttp's `_length_check` off, as for its WebSockets, or it would
+  chunk it). So each event goes on the wire as it is, written once to every transport, and a
+  proxy or browser reads it without de-chunking it.
 - aiohttp arms a keep-alive timer per connection, which a stream never needs.
 - Once the head is out, aiohttp holds per stream what only the request needed (its handler and
   parser, the parsed request, the writer, the response, two tasks: most of a stream's memory,
@@ -29,26 +30,20 @@ from aiohttp_sse import EventSourceResponse
 
 
 class VersionStream(EventSourceResponse):
-    """aiohttp-sse's stream response (its headers, Last-Event-ID) without its ping task."""
+    """aiohttp-sse's stream response (its headers, Last-Event-ID) without its ping task, and with
+    a body that ends at the connection's close."""
 
     _send_headers_immediately = False
+    _length_check = False  # no Content-Length, and no chunked framing in its stead
 
     async def prepare(self, request: web.BaseRequest) -> StreamWriter:
+        # aiohttp-sse says keep-alive, but a stream's connection never serves another request, and
+        # without framing its close is what ends the body: the head says so, and aiohttp is told.
+        self.headers["Connection"] = "close"
+        self.force_close()
         writer = await web.StreamResponse.prepare(self, request)
         assert isinstance(writer, StreamWriter)
         return writer
-
-
-@dataclass(frozen=True, slots=True)
-class Framed:
-    """One event as it goes on the wire: plain (HTTP/1.0) and as one HTTP/1.1 chunk."""
-
-    plain: bytes
-    chunked: bytes
-
-    @classmethod
-    def of(cls, payload: bytes) -> "Framed":
-        return cls(payload, b"%x\r\n%b\r\n" % (len(payload), payload))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +53,6 @@ class OpenedStream:
     response: VersionStream
     writer: StreamWriter
     transport: asyncio.Transport
-    chunked: bool  # HTTP/1.1 chunked framing (known once prepared)
 
     async def send_head_with(self, data: bytes) -> None:
         """The head and `data` in one send; never waits for the peer."""
@@ -88,4 +82,4 @@ async def open_stream(request: web.Request) -> OpenedStream:
     writer = await response.prepare(request)
     request.protocol.keep_alive(True)  # cancels the connection's keep-alive timer
     assert request.transport is not None
-    return OpenedStream(response, writer, request.transport, writer.chunked)
+    return OpenedStream(response, writer, request.transport)

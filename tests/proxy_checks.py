@@ -1,8 +1,11 @@
 """What every shipped proxy configuration must do in front of the real sidecar, as checks that
 the nginx tier and the proxies tier (Caddy, HAProxy) both run: only the two public paths leave
-the app, the script arrives whole, events pass at once (a browser asks for compression), and an
-idle stream lives on through its heartbeats while the proxy's own timeout really bites."""
+the app, the script arrives whole, events pass at once (a browser asks for compression), an
+idle stream lives on through its heartbeats while the proxy's own timeout really bites, and the
+sidecar's close (a stream's body has no other end) ends the proxy's response cleanly."""
 
+import asyncio
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,3 +108,18 @@ async def without_heartbeats_the_proxy_ends_an_idle_stream(
         assert await reader.next_version() == "v1"
         with pytest.raises((AssertionError, aiohttp.ClientPayloadError), match=r"ended|payload|transfer"):
             await reader.next_event(timeout=15)
+
+
+async def a_sidecar_stop_ends_the_stream_through_the_proxy_cleanly(
+    start_sidecar: StartSidecar, start_proxy: StartProxy
+) -> None:
+    """The sidecar's stream has no framing: its close is its end, which the proxy must pass on as
+    the end of its own response (a chunked one cut short, the proxy's sign of an upstream error,
+    makes aiohttp's read() raise ClientPayloadError)."""
+    sidecar = start_sidecar([], env={"APP_VERSION": "v1"})
+    proxy = start_proxy(sidecar.port)
+    async with aiohttp.ClientSession() as session, session.get(f"{proxy.url}/events/version") as response:
+        assert await StreamReader(response).next_version() == "v1"
+        sidecar.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(response.content.read(), 10) == b""
+    assert sidecar.stop(None) == 0, sidecar.logs()

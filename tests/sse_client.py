@@ -69,4 +69,5 @@ class BlockingStream:
             pass
 
     def close(self) -> None:
+        self.response.close()  # it holds the socket: the stream says Connection: close
         self.connection.close()

@@ -18,9 +18,11 @@ class VersionListener:
         self.url = url
         self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
         self._connection.request("GET", parts.path, headers={"Accept": "text/event-stream"})
+        # The response takes the socket over from the connection (the stream says Connection: close).
+        self._sock = self._connection.sock
         self._response = self._connection.getresponse()
         assert self._response.status == 200, self._response.status
-        self._connection.sock.settimeout(None)  # the stream may stay quiet for a heartbeat or longer
+        self._sock.settimeout(None)  # the stream may stay quiet for a heartbeat or longer
         self.versions: list[str] = []  # every version event, heartbeats included
         self.received_at: list[float] = []  # time.time() when each of them arrived
         self.ended = False
@@ -65,11 +67,10 @@ class VersionListener:
                 self._changed.wait(left)
 
     def close(self) -> None:
-        sock = self._connection.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._thread.join(10)
+        self._response.close()
         self._connection.close()

@@ -1,5 +1,5 @@
 """What the fence relies on in aiohttp and aiohttp-sse, checked on a real server: sidecar/stream.py
-(the stream's response, head, framing and hand-over) and sidecar/connections.py (the connection count), the
+(the stream's response, head, unframed body and hand-over) and sidecar/connections.py (the connection count), the
 only two files that use their internals (tests/static/test_house_rules.py holds the others to that).
 
 When an upgrade changes one of these, this file fails and says which: then adapt the fence (or,
@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from sidecar.connections import ConnectionCount
-from sidecar.stream import Framed, OpenedStream, hand_off, open_stream
+from sidecar.stream import OpenedStream, hand_off, open_stream
 from tests.waiting import eventually
 
 EVENT = b'event: version\nid: v1\ndata: {"version": "v1"}\n\n'
@@ -41,6 +41,23 @@ async def raw_response(port: int, request: bytes, until: bytes) -> bytes:
     return data
 
 
+async def whole_response(port: int, request: bytes) -> tuple[list[bytes], bytes]:
+    """The response's head lines and body, read to the connection's clean end (a reset fails)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    async with asyncio.timeout(10):
+        data = await reader.read()
+    writer.close()
+    head, body = data.split(b"\r\n\r\n", 1)
+    return head.split(b"\r\n"), body
+
+
+def unframed_head(head: list[bytes]) -> bool:
+    """True if the head says the body ends at the close: no length, no chunks, the connection closed."""
+    names = {line.split(b":", 1)[0].lower() for line in head[1:]}
+    return b"Connection: close" in head and not names & {b"transfer-encoding", b"content-length"}
+
+
 async def test_aiohttp_sse_still_starts_a_ping_task_per_stream_so_we_skip_its_prepare(aiohttp_server: Any) -> None:
     tasks: list[asyncio.Task[None] | None] = []
 
@@ -62,7 +79,6 @@ async def test_the_head_waits_for_the_first_write_and_carries_the_sse_headers(ai
     async def handler(request: web.Request) -> web.StreamResponse:
         stream = await open_stream(request)
         seen["sent before the first write"] = stream.writer.output_size
-        seen["chunked"] = stream.chunked
         seen["last_event_id"] = stream.response.last_event_id
         seen["keep-alive timer"] = request.protocol._keepalive_handle
         await stream.send_head_with(EVENT)
@@ -70,29 +86,28 @@ async def test_the_head_waits_for_the_first_write_and_carries_the_sse_headers(ai
 
     server = await serve(aiohttp_server, handler)
     request = b"GET /stream HTTP/1.1\r\nHost: t\r\nLast-Event-ID: v0\r\n\r\n"
-    data = await raw_response(server.port, request, b"\r\n0\r\n\r\n")
-    head, body = data.split(b"\r\n\r\n", 1)
-    assert seen == {"sent before the first write": 0, "chunked": True, "last_event_id": "v0", "keep-alive timer": None}
+    head, body = await whole_response(server.port, request)
+    assert seen == {"sent before the first write": 0, "last_event_id": "v0", "keep-alive timer": None}
     for header in [b"Content-Type: text/event-stream", b"Cache-Control: no-cache", b"X-Accel-Buffering: no"]:
-        assert header in head.split(b"\r\n"), head
-    assert b"Transfer-Encoding: chunked" in head.split(b"\r\n")
-    assert body.startswith(Framed.of(EVENT).chunked)
+        assert header in head, head
+    assert body == EVENT
 
 
-async def test_an_event_framed_once_is_what_aiohttps_writer_would_send(aiohttp_server: Any) -> None:
+async def test_the_body_is_unframed_and_ends_at_the_close_in_http_1_1_and_1_0(aiohttp_server: Any) -> None:
+    # With `_length_check` off aiohttp neither chunks a body of unknown length nor sets its length,
+    # and the response it sees ends the connection (its handler returns here, as ours never does).
     async def handler(request: web.Request) -> web.StreamResponse:
         stream = await open_stream(request)
         await stream.send_head_with(b"first\n\n")
-        await stream.writer.write(EVENT)  # aiohttp's own framing ...
-        stream.transport.write(Framed.of(EVENT).chunked if stream.chunked else EVENT)  # ... and ours
+        await stream.writer.write(EVENT)  # aiohttp's own writer ...
+        stream.transport.write(EVENT)  # ... and ours, straight to the transport
         return stream.response
 
     server = await serve(aiohttp_server, handler)
-    for version, framed in [(b"1.1", Framed.of(EVENT).chunked), (b"1.0", Framed.of(EVENT).plain)]:
-        request = b"GET /stream HTTP/" + version + b"\r\nHost: t\r\n\r\n"
-        data = await raw_response(server.port, request, framed + framed)
-        body = data.split(b"\r\n\r\n", 1)[1]
-        assert body.endswith(framed + framed) or body.endswith(framed + framed + b"0\r\n\r\n"), (version, body)
+    for version in [b"1.1", b"1.0"]:
+        head, body = await whole_response(server.port, b"GET /stream HTTP/" + version + b"\r\nHost: t\r\n\r\n")
+        assert head[0] == b"HTTP/" + version + b" 200 OK" and unframed_head(head), head
+        assert body == b"first\n\n" + EVENT + EVENT, (version, body)
 
 
 async def test_the_connection_count_sees_aiohttps_connections_and_spares_streams(aiohttp_server: Any) -> None:
@@ -179,18 +194,21 @@ async def _hand_over_and_use() -> dict[str, object]:
         async with asyncio.timeout(10):
             transport = await taken
             head = b""
-            while Framed.of(EVENT).chunked not in head:
+            while EVENT not in head:
                 head += await reader.read(65536)
             writer.write(b"ignored by the taker")
-            transport.write(Framed.of(EVENT).chunked)  # still open, and ours to write to
-            more = await reader.readexactly(len(Framed.of(EVENT).chunked))
-            seen["protocol"] = transport.get_protocol() is taker
             await eventually(lambda: taker.received, "the taker to receive the client's bytes")
-            writer.close()
+            seen["protocol"] = transport.get_protocol() is taker
+            transport.write(EVENT)  # still open, and ours to write to ...
+            transport.close()  # ... and to end: what is written, then the close
+            more = await reader.read()  # to the end (a reset would raise)
             seen["lost"] = await taker.lost
+            writer.close()
     finally:
         await runner.cleanup()
-    seen["body"] = head.split(b"\r\n\r\n", 1)[1] + more
+    head, body = head.split(b"\r\n\r\n", 1)
+    seen["unframed head"] = unframed_head(head.split(b"\r\n"))
+    seen["body"] = body + more
     seen["received"] = taker.received
     return seen
 
@@ -202,14 +220,14 @@ def test_a_connection_handed_over_is_forgotten_by_aiohttp_and_left_open_and_unto
     # The sidecar runs on uvloop when it is installed (the benchmark, production), pytest-aiohttp on asyncio.
     with asyncio.Runner(loop_factory=new_loop) as runner:
         seen = runner.run(_hand_over_and_use())
-    chunk = Framed.of(EVENT).chunked
     assert seen == {
         "handed over": True,
         "aiohttp's connections after": 0,
         "aiohttp's handler's transport": None,
         "protocol": True,
         "lost": None,
-        "body": chunk + chunk,  # no end of response from aiohttp: the stream goes on
+        "unframed head": True,
+        "body": EVENT + EVENT,  # nothing from aiohttp after the hand-over: the taker's close ends it
         "received": b"ignored by the taker",
     }
 

@@ -5,6 +5,7 @@ import socket
 
 from sidecar.client import Client
 from sidecar.hub import Hub
+from sidecar.sse import encode_version_event
 from sidecar.version import check_version
 from tests.http.conftest import MakeSidecar, Sidecar
 from tests.waiting import eventually
@@ -103,7 +104,7 @@ async def test_a_stream_ended_by_the_hub_while_its_connection_closes_writes_noth
     make_sidecar: MakeSidecar,
 ) -> None:
     """A stream the hub ends while its connection is closing (its unsent data still waiting) gets
-    no last chunk, and is counted out once its transport is gone."""
+    nothing more, and is counted out once its transport is gone."""
     sidecar = await make_sidecar(heartbeat=3600, max_buffer=16384)
     sock, silent = await _silent_reader(sidecar)
     try:
@@ -116,6 +117,25 @@ async def test_a_stream_ended_by_the_hub_while_its_connection_closes_writes_noth
         sock.close()
     await eventually(lambda: sidecar.hub.connections == 0, "the closed connection to be counted out")
     assert (await sidecar.health())["clients"] == 0
+
+
+async def test_a_stream_ended_with_data_unsent_gets_all_of_it_then_the_close(make_sidecar: MakeSidecar) -> None:
+    # Its body ends at the close: a clean end sends what waits first (an abort would cut it).
+    sidecar = await make_sidecar(heartbeat=3600, max_buffer=1 << 30)
+    sock, silent = await _silent_reader(sidecar)
+    try:
+        changes = await _fill(sidecar.hub, silent, until="waiting")
+        assert silent.transport.get_write_buffer_size() > 0
+        sidecar.hub.leave(silent, "server shutting down")  # what a stop does to each stream
+        data = b""
+        async with asyncio.timeout(10):
+            while chunk := await asyncio.get_running_loop().sock_recv(sock, 65536):  # a reset would raise
+                data += chunk
+    finally:
+        sock.close()
+    events = data.split(b"\r\n\r\n", 1)[1].split(b"\n\n", 1)[1]  # after the head and the retry field
+    versions = ["v1"] + [f"{count:0>128}" for count in range(1, changes + 1)]
+    assert events == b"".join(encode_version_event(check_version(version)) for version in versions)
 
 
 async def test_wrong_methods_and_unknown_paths(make_sidecar: MakeSidecar) -> None:

@@ -35,3 +35,9 @@ async def test_without_heartbeats_nginx_ends_an_idle_stream(
     tmp_path: Path, start_sidecar: StartSidecar, start_nginx: StartNginx
 ) -> None:
     await proxy_checks.without_heartbeats_the_proxy_ends_an_idle_stream(tmp_path, start_sidecar, start_nginx)
+
+
+async def test_a_sidecar_stop_ends_the_stream_through_nginx_cleanly(
+    start_sidecar: StartSidecar, start_nginx: StartNginx
+) -> None:
+    await proxy_checks.a_sidecar_stop_ends_the_stream_through_the_proxy_cleanly(start_sidecar, start_nginx)

@@ -85,7 +85,7 @@ def test_signal_ends_every_stream_cleanly_and_exits_0(start_sidecar: StartSideca
     for stream in streams:
         assert stream.versions(1) == ["v1"]
     sidecar.process.send_signal(sig)
-    # Each stream ends with the chunked terminator (a clean end, not a reset): read() returns.
+    # Each stream's body ends at the close (a clean end: a reset would make read() raise).
     for stream in streams:
         assert stream.response.read() == b""
         assert stream.response.isclosed()
@@ -107,7 +107,7 @@ def test_logs_tell_each_step(start_sidecar: StartSidecar, tmp_path: Path) -> Non
     version_file.write_text("v2")
     while stream.versions(1) != ["v2"]:
         pass
-    stream.connection.close()
+    stream.close()
     version_file.unlink()
     wanted = {
         "client connected",

@@ -184,7 +184,7 @@ async def test_a_stop_signal_ends_every_stream_of_every_worker_cleanly(start_sid
         streams = await streams_on_every_worker(session, sidecar, each=1)
         sidecar.process.send_signal(sig)
         for stream in streams:
-            # A clean end: the chunked body's terminator arrives (else aiohttp raises ClientPayloadError).
+            # The body ends at the close (test_process.py has the one-process end on a client that tells a reset).
             await asyncio.wait_for(stream.response.content.read(), 10)
     assert sidecar.stop(None, timeout=15) == 0, sidecar.logs()
     ended_by = {

@@ -39,6 +39,14 @@ async def test_events_arrive_at_once(
     await proxy_checks.events_arrive_at_once(tmp_path, start_sidecar, functools.partial(start_any_proxy, kind))
 
 
+@BOTH
+async def test_a_sidecar_stop_ends_the_stream_through_the_proxy_cleanly(
+    kind: str, start_sidecar: StartSidecar, start_any_proxy: StartAnyProxy
+) -> None:
+    start_proxy = functools.partial(start_any_proxy, kind)
+    await proxy_checks.a_sidecar_stop_ends_the_stream_through_the_proxy_cleanly(start_sidecar, start_proxy)
+
+
 # Caddy ends no stream that still passes bytes (no read timeout by default, none shipped): only
 # HAProxy has a stream timeout to shorten; the test below holds all three at the shipped settings.
 async def test_idle_stream_outlives_haproxys_stream_timeout_through_heartbeats(

@@ -1,4 +1,4 @@
-"""The hub and its clients on stand-in transports: fan-out, framing, heartbeat slices, drop rules."""
+"""The hub and its clients on stand-in transports: fan-out, heartbeat slices, drop rules, ends."""
 
 import asyncio
 import random
@@ -17,9 +17,12 @@ from sidecar.stream import OpenedStream, VersionStream
 from sidecar.version import check_version
 from tests.waiting import eventually
 
+# What a transport's clean close logs, in order with the writes: a stream's end.
+CLOSED = b"<closed>"
+
 
 class WriteLog(list[tuple[str, bytes]]):
-    """(client, bytes) in the order the hub wrote them; `grew` is set at each write."""
+    """(client, bytes) in the order the hub wrote them (CLOSED for a clean close); `grew` is set at each."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,7 +46,7 @@ class RecordingTransport:
         self.name, self.log = name, log
         self.unsent = 0
         self.aborted = False
-        self.closed = False  # closed cleanly (after the last chunk, if chunked)
+        self.closed = False  # closed cleanly (after what was written)
 
     def write(self, data: bytes) -> None:
         self.log.append((self.name, data))
@@ -59,6 +62,7 @@ class RecordingTransport:
 
     def close(self) -> None:
         self.closed = True
+        self.log.append((self.name, CLOSED))
 
     def get_extra_info(self, name: str) -> None:
         return None
@@ -93,14 +97,14 @@ def make_hub(
     )
 
 
-def stream_on(transport: RecordingTransport, chunked: bool = True) -> OpenedStream:
+def stream_on(transport: RecordingTransport) -> OpenedStream:
     writer = cast(StreamWriter, RecordingWriter(transport))
-    return OpenedStream(VersionStream(), writer, cast(asyncio.Transport, transport), chunked)
+    return OpenedStream(VersionStream(), writer, cast(asyncio.Transport, transport))
 
 
-async def join(hub: Hub, name: str, log: WriteLog, chunked: bool = True) -> tuple[RecordingTransport, Client]:
+async def join(hub: Hub, name: str, log: WriteLog) -> tuple[RecordingTransport, Client]:
     transport = RecordingTransport(name, log)
-    stream = stream_on(transport, chunked)
+    stream = stream_on(transport)
     client = await hub.join(stream, name, None)
     return transport, client
 
@@ -108,10 +112,6 @@ async def join(hub: Hub, name: str, log: WriteLog, chunked: bool = True) -> tupl
 V1 = b'event: version\nid: v1\ndata: {"version": "v1"}\n\n'
 V2 = b'event: version\nid: v2\ndata: {"version": "v2"}\n\n'
 V3 = b'event: version\nid: v3\ndata: {"version": "v3"}\n\n'
-
-
-def chunk_of(event: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(event), event)
 
 
 async def test_a_new_client_gets_the_head_its_retry_and_the_current_version_in_one_write() -> None:
@@ -139,14 +139,14 @@ async def test_the_jitter_window_widens_to_what_the_whole_host_takes_back(monkey
     assert hub.retry_after_seconds == 6  # a refused tab is told the same wait
 
 
-async def test_a_change_is_framed_once_per_framing_and_written_to_every_client() -> None:
+async def test_a_change_is_written_as_it_is_to_every_client_without_framing() -> None:
     hub, log = make_hub(), WriteLog()
     hub.publish(check_version("v1"))
-    await join(hub, "chunked", log)
-    await join(hub, "plain", log, chunked=False)
+    await join(hub, "a", log)
+    await join(hub, "b", log)
     log.clear()
     assert hub.publish(check_version("v2"))
-    assert sorted(log) == [("chunked", b"%x\r\n%b\r\n" % (len(V2), V2)), ("plain", V2)]
+    assert sorted(log) == [("a", V2), ("b", V2)]
 
 
 async def test_the_same_version_again_is_not_sent() -> None:
@@ -217,10 +217,10 @@ async def test_a_change_made_while_the_head_goes_out_reaches_the_new_client() ->
             await super().write(data, drain=drain)
 
     stream = OpenedStream(
-        VersionStream(), cast(StreamWriter, SlowWriter(transport)), cast(asyncio.Transport, transport), True
+        VersionStream(), cast(StreamWriter, SlowWriter(transport)), cast(asyncio.Transport, transport)
     )
     await hub.join(stream, "tab", None)
-    assert log[-1] == ("tab", b"%x\r\n%b\r\n" % (len(V2), V2))
+    assert log[-1] == ("tab", V2)
     assert hub.row.table.read().workers[0].events_sent == 2  # v1 with the head, then v2
 
 
@@ -288,7 +288,7 @@ async def test_the_heartbeat_ticks_once_per_slice_and_serves_the_slices_in_the_o
     await eventually(cancelled.is_set, "stop to end the heartbeat")
     assert set(ticks) == {1.0}
     # Slot 0 comes last: a round ends with the clients that joined first.
-    heard = [name for name, data in log if data != b"0\r\n\r\n"]  # not the streams' ends at stop()
+    heard = [name for name, data in log if data != CLOSED]  # not the streams' ends at stop()
     assert heard == ["tick", "c1", "tick", "c2", "tick", "c0"] * 2
     rounds = [entry for entry in logs if entry["event"] == "heartbeat sent"]
     assert [(entry["version"], entry["clients"]) for entry in rounds] == [("v1", 3), ("v1", 3)]
@@ -438,7 +438,7 @@ async def test_a_stream_that_arrives_while_the_hub_stops_is_ended_at_once() -> N
             await super().write(data, drain=drain)
 
     stream = OpenedStream(
-        VersionStream(), cast(StreamWriter, StopDuringHead(transport)), cast(asyncio.Transport, transport), True
+        VersionStream(), cast(StreamWriter, StopDuringHead(transport)), cast(asyncio.Transport, transport)
     )
     client = await hub.join(stream, "late", None)
     assert client.ended == "server shutting down"
@@ -448,16 +448,16 @@ async def test_a_stream_that_arrives_while_the_hub_stops_is_ended_at_once() -> N
 async def test_stop_ends_each_stream_cleanly_once_and_a_dropped_one_as_it_is() -> None:
     hub, log = make_hub(), WriteLog()
     hub.publish(check_version("v1"))
-    chunked, _ = await join(hub, "chunked", log)
-    plain, _ = await join(hub, "plain", log, chunked=False)
+    a, _ = await join(hub, "a", log)
+    b, _ = await join(hub, "b", log)
     slow, _ = await join(hub, "slow", log)
     slow.unsent = 1000
     hub.publish(check_version("v2"))  # drops the slow one (aborted)
     log.clear()
     hub.stop()
     hub.stop()
-    assert log == [("chunked", b"0\r\n\r\n")]  # the last chunk of a chunked response, once
-    assert chunked.closed and plain.closed and not chunked.aborted and not plain.aborted
+    assert sorted(log) == [("a", CLOSED), ("b", CLOSED)]  # the close alone ends the body, once
+    assert not a.aborted and not b.aborted
     assert slow.aborted and not slow.closed
 
 
@@ -512,7 +512,7 @@ async def test_a_fan_out_to_at_most_one_chunk_is_written_within_publish() -> Non
     await join(hub, "b", log)
     log.clear()
     hub.publish(check_version("v2"))
-    assert sorted(log) == [("a", chunk_of(V2)), ("b", chunk_of(V2))]
+    assert sorted(log) == [("a", V2), ("b", V2)]
     assert fan_out_tasks() == []
 
 
@@ -530,7 +530,7 @@ async def test_a_large_fan_out_lets_the_event_loop_run_between_its_chunks() -> N
     assert len(log) == 2  # the first chunk, within publish()
     await looking
     assert seen == [2, 4]  # it ran after the first chunk and after the second, before the last
-    assert sorted(log) == [(name, chunk_of(V2)) for name in names]  # and everyone got it, once
+    assert sorted(log) == [(name, V2) for name in names]  # and everyone got it, once
     await eventually(lambda: not fan_out_tasks(), "the fan-out to end")
 
 
@@ -543,9 +543,9 @@ async def test_a_client_that_leaves_during_a_fan_out_is_skipped_and_one_that_joi
     await join(hub, "late", log)  # its head carries v2
     await eventually(lambda: not fan_out_tasks(), "the fan-out to end")
     heard = heard_by_client(log)
-    assert heard.pop(leaving.peer) == [b"0\r\n\r\n"]  # its stream's end, nothing after it
+    assert heard.pop(leaving.peer) == [CLOSED]  # its stream's end, nothing after it
     assert heard.pop("late") == [b"head+retry: 1000\n\n" + V2]
-    assert heard == {name: [chunk_of(V2)] for name in names if name != leaving.peer}
+    assert heard == {name: [V2] for name in names if name != leaving.peer}
 
 
 async def test_a_newer_change_takes_over_a_fan_out_under_way_and_reaches_everyone() -> None:
@@ -562,10 +562,10 @@ async def test_a_newer_change_takes_over_a_fan_out_under_way_and_reaches_everyon
     await changing
     await eventually(lambda: not fan_out_tasks(), "both fan-outs to end")
     assert written_before_v3 == [4]
-    assert [data for _, data in log[4:]] == [chunk_of(V3)] * 5  # v2's fan-out wrote nothing more
+    assert [data for _, data in log[4:]] == [V3] * 5  # v2's fan-out wrote nothing more
     heard = heard_by_client(log)
     assert sorted(heard) == names
-    assert sorted(heard.values()) == [[chunk_of(V2), chunk_of(V3)]] * 4 + [[chunk_of(V3)]]
+    assert sorted(heard.values()) == [[V2, V3]] * 4 + [[V3]]
 
 
 async def test_stop_during_a_fan_out_ends_it_and_writes_nothing_more() -> None:
@@ -576,7 +576,7 @@ async def test_stop_during_a_fan_out_ends_it_and_writes_nothing_more() -> None:
     with pytest.raises(asyncio.CancelledError):
         await fanning  # ended, not finished: it wrote nothing more
     assert fan_out_tasks() == []
-    assert [data for _, data in log[2:]] == [b"0\r\n\r\n"] * 5  # only the streams' ends
+    assert [data for _, data in log[2:]] == [CLOSED] * 5  # only the streams' ends
     worker = hub.row.table.read().workers[0]
     assert (worker.fanouts, worker.events_sent) == (2, 5 + 2)  # v1 with each head; v2 to two, counted once
 
