@@ -23,8 +23,11 @@ log = get_logger("sidecar.server")
 # A connection that sends no request within this many seconds is closed (aiohttp's default: 75).
 IDLE_TIMEOUT = 15.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-# The listening socket's queue: a reconnect storm arrives at once (the kernel caps it at somaxconn).
-BACKLOG = 1024
+# The listening socket's queue, as long as the kernel allows (it caps this at net.core.somaxconn,
+# 4,096 by default): a reconnect storm arrives in bursts, and a connection that finds the queue
+# full gets a SYN cookie instead, which under load can end in a reset before its request is read
+# (bench/RESULTS.md, "the reconnect storm's resets"); a queued one only waits its turn.
+BACKLOG = 65535
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

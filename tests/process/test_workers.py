@@ -350,3 +350,22 @@ async def test_a_worker_the_host_cannot_fork_is_retried_while_the_other_serves(s
             serving_workers(sidecar, 2, timeout=30)
         assert health(sidecar)["status"] == "ok"
     assert sidecar.stop() == 0
+
+
+def listen_queue_lengths(port: int) -> list[int]:
+    """The queue length of each socket listening on `port` (ss's Send-Q of a listener)."""
+    listing = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True)
+    return [int(line.split()[2]) for line in listing.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_each_listening_socket_queues_as_many_connections_as_the_kernel_allows(
+    start_sidecar: StartSidecar, workers: str
+) -> None:
+    """A reconnect storm arrives in bursts: what the queue holds waits its turn instead of getting a
+    SYN cookie that can end in a reset (bench/RESULTS.md)."""
+    sidecar = start_sidecar(["--workers", workers], env={"APP_VERSION": "v1"})
+    if workers != "1":  # (one process has no supervisor, and serves once started)
+        serving_workers(sidecar, int(workers))
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert listen_queue_lengths(sidecar.port) == [somaxconn] * int(workers)
