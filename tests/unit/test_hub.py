@@ -123,13 +123,20 @@ async def test_a_new_client_gets_the_head_its_retry_and_the_current_version_in_o
     assert log == [("tab", b"head+retry: 1000\n\n" + V1)]
 
 
-async def test_the_jitter_window_widens_to_what_the_whole_host_takes_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(random, "randint", lambda low, high: high)  # each client draws the window's end
+def hub_of_a_two_worker_host(heartbeat: float) -> tuple[Hub, HostTable]:
+    """Worker 0's hub, announcing v1, with a 2 s --retry-jitter and a --reconnect-rate of 10: the
+    jitter window widens past 2 s once the host holds more than 40 streams."""
     table = HostTable(2, max_clients=1000)
     rules = DropRules(max_buffer=100, send_timeout=5)
-    hub = Hub(heartbeat=3600, retry=1000, retry_jitter=2000, reconnect_rate=10, max_clients=1000,
+    hub = Hub(heartbeat=heartbeat, retry=1000, retry_jitter=2000, reconnect_rate=10, max_clients=1000,
               drop_rules=rules, row=table.row(0))  # fmt: skip
     hub.publish(check_version("v1"))
+    return hub, table
+
+
+async def test_the_jitter_window_widens_to_what_the_whole_host_takes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(random, "randint", lambda low, high: high)  # each client draws the window's end
+    hub, table = hub_of_a_two_worker_host(heartbeat=3600)
     log = WriteLog()
     await join(hub, "few", log)  # a host with few streams: the configured window
     assert hub.retry_after_seconds == 3
@@ -327,11 +334,7 @@ async def test_a_heartbeat_tells_a_stream_a_fresh_retry_from_the_window_the_host
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(random, "randint", lambda low, high: high)  # each draw is the window's end
-    table = HostTable(2, max_clients=1000)
-    rules = DropRules(max_buffer=100, send_timeout=5)
-    hub = Hub(heartbeat=1, retry=1000, retry_jitter=2000, reconnect_rate=10, max_clients=1000,
-              drop_rules=rules, row=table.row(0))  # fmt: skip
-    hub.publish(check_version("v1"))
+    hub, table = hub_of_a_two_worker_host(heartbeat=1)  # one heartbeat slice: every client each tick
     log = WriteLog()
     await join(hub, "early", log)  # while the host is small: the configured 2 s window
     assert log == [("early", b"head+retry: 3000\n\n" + V1)]
