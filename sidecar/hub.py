@@ -33,8 +33,8 @@ FANOUT_CHUNK = 1000
 
 # Each heartbeat tick's clients are split into this many groups, each told one fresh `retry:` drawn
 # from the jitter window as it is now (one payload framed per group, not per client): 30 ticks of
-# 16 make 480 delays a heartbeat cycle, so after a restart 38,000 tabs come back in ~80 at a time,
-# not in one burst per tick (30 of ~1,300).
+# 16 make 480 delays a worker each 30-s heartbeat, so after a restart 38,000 tabs on 2 workers come
+# back ~40 at a time, not in one burst per tick and worker (60 of ~630).
 HEARTBEAT_GROUPS = 16
 
 
