@@ -31,6 +31,12 @@ SEND_TIMEOUT_CHECK = 1.0
 # at 17,000 streams a worker). A hub of at most one chunk is written to within publish().
 FANOUT_CHUNK = 1000
 
+# Each heartbeat tick's clients are split into this many groups, each told one fresh `retry:` drawn
+# from the jitter window as it is now (one payload framed per group, not per client): 30 ticks of
+# 16 make 480 delays a worker each 30-s heartbeat, so after a restart 38,000 tabs on 2 workers come
+# back ~40 at a time, not in one burst per tick and worker (60 of ~630).
+HEARTBEAT_GROUPS = 16
+
 
 @dataclass(slots=True)
 class FanOut:
@@ -93,7 +99,8 @@ class Hub:
     def jitter_window(self) -> int:
         """Over how many ms the host's tabs come back after a restart: --retry-jitter, or as long as
         its workers need to take back every stream the host holds now at --reconnect-rate each.
-        Browsers keep the `retry:` they got last, so what a stream gets here is what a restart uses."""
+        Browsers keep the `retry:` they got last: each heartbeat tells a stream a delay drawn from the
+        window as it is then, so within a heartbeat every stream's delay fits the host's streams."""
         seats = self.row.seats
         return max(self.retry_jitter, seats.taken() * 1000 // (self.reconnect_rate * seats.workers))
 
@@ -200,10 +207,19 @@ class Hub:
             turn = (turn + 1) % slices.count
             due = slices.due(turn)
             if self._event is not None:
-                self._send_all(due, self._event)
+                self._send_with_retry(due, self._event)
                 self.row.sent(len(due))
                 if turn == 0:
                     log.debug("heartbeat sent", version=self.version, clients=len(self.clients))
+
+    def _send_with_retry(self, clients: list[Client], event: Framed) -> None:
+        """Write `event` to `clients` in HEARTBEAT_GROUPS groups, each after its own fresh `retry:`
+        (one write per client, one payload framed per group)."""
+        window = self.jitter_window()
+        groups = min(HEARTBEAT_GROUPS, len(clients))
+        for group in range(groups):
+            delay = self.retry + random.randint(0, window)
+            self._send_all(clients[group::groups], Framed.of(encode_retry(delay) + event.plain))
 
     async def _drop_stalled(self) -> None:
         # Only the clients a write left data unsent for are looked at, not every client.

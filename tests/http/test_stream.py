@@ -4,6 +4,7 @@ import asyncio
 import gc
 import json
 import os
+import re
 from collections.abc import Callable
 from functools import partial
 
@@ -63,6 +64,24 @@ async def test_heartbeat_resends_the_current_version(make_sidecar: MakeSidecar) 
     sidecar = await make_sidecar("v7", heartbeat=0.1)
     stream = await sidecar.open_stream()
     assert [await stream.next_version() for _ in range(3)] == ["v7", "v7", "v7"]
+
+
+async def test_each_heartbeat_tells_the_stream_a_fresh_retry_before_the_version(make_sidecar: MakeSidecar) -> None:
+    sidecar = await make_sidecar("v7", heartbeat=0.1, retry=1000, retry_jitter=500)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.client.port)
+    writer.write(b"GET /events/version HTTP/1.0\r\n\r\n")  # HTTP/1.0: the body as it is, no chunks
+    event = b'event: version\nid: v7\ndata: {"version": "v7"}\n\n'
+    data = b""
+    async with asyncio.timeout(10):
+        while data.count(event) < 3:  # the first event and two heartbeats
+            chunk = await reader.read(65536)
+            assert chunk, f"the stream ended after {data!r}"
+            data += chunk
+    writer.close()
+    body = data.split(b"\r\n\r\n", 1)[1]
+    blocks = re.match((rb"retry: (\d+)\n\n" + re.escape(event)) * 3, body)  # each event after its own retry
+    assert blocks is not None, body
+    assert all(1000 <= int(delay) <= 1500 for delay in blocks.groups()), blocks.groups()
 
 
 async def test_one_shared_heartbeat_task_however_many_clients(make_sidecar: MakeSidecar) -> None:

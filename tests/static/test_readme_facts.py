@@ -7,6 +7,7 @@ import re
 
 from sidecar import hub, logs, workers
 from sidecar.config import Settings
+from sidecar.heartbeat_slices import HeartbeatSlices
 from sidecar.sources import engine, swarm
 from tests.docker.engine import APP_DOCKERFILE
 from tests.docs import read, section
@@ -126,6 +127,10 @@ def test_the_bounds_in_faults_and_limits_are_the_codes() -> None:
     assert f"toward the {workers.START_ATTEMPTS} above" in fork
     stuck = row("a client that stops reading")
     assert f"within {hub.SEND_TIMEOUT_CHECK:g} s after `--send-timeout` ({Settings().send_timeout:g} s)" in stuck
+    restart = row("a restart of a host holding many streams")
+    heartbeat = Settings().heartbeat
+    cycle = HeartbeatSlices(heartbeat).count * hub.HEARTBEAT_GROUPS
+    assert f"in {hub.HEARTBEAT_GROUPS} groups a heartbeat tick ({cycle} delays a worker each {heartbeat:g}-s" in restart
     fan_out = row("a version change to a worker holding many streams")
     assert f"in chunks of {hub.FANOUT_CHUNK:,} streams" in fan_out
     flapping = row("a version file deleted and recreated")

@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import cast
@@ -12,7 +13,7 @@ from structlog.testing import capture_logs
 
 from sidecar.client import Client, DropRules
 from sidecar.host import HostTable
-from sidecar.hub import Hub
+from sidecar.hub import HEARTBEAT_GROUPS, Hub
 from sidecar.stream import OpenedStream, VersionStream
 from sidecar.version import check_version
 from tests.waiting import eventually
@@ -83,12 +84,13 @@ def make_hub(
     send_timeout: float = 5,
     clock: Callable[[], float] = time.monotonic,
     fanout_chunk: int = 1000,
+    retry_jitter: int = 0,
 ) -> Hub:
     rules = DropRules(max_buffer=100, send_timeout=send_timeout)
     return Hub(
         heartbeat=heartbeat,
         retry=1000,
-        retry_jitter=0,
+        retry_jitter=retry_jitter,
         reconnect_rate=1000,
         max_clients=100,
         drop_rules=rules,
@@ -121,13 +123,20 @@ async def test_a_new_client_gets_the_head_its_retry_and_the_current_version_in_o
     assert log == [("tab", b"head+retry: 1000\n\n" + V1)]
 
 
-async def test_the_jitter_window_widens_to_what_the_whole_host_takes_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(random, "randint", lambda low, high: high)  # each client draws the window's end
+def hub_of_a_two_worker_host(heartbeat: float) -> tuple[Hub, HostTable]:
+    """Worker 0's hub, announcing v1, with a 2 s --retry-jitter and a --reconnect-rate of 10: the
+    jitter window widens past 2 s once the host holds more than 40 streams."""
     table = HostTable(2, max_clients=1000)
     rules = DropRules(max_buffer=100, send_timeout=5)
-    hub = Hub(heartbeat=3600, retry=1000, retry_jitter=2000, reconnect_rate=10, max_clients=1000,
+    hub = Hub(heartbeat=heartbeat, retry=1000, retry_jitter=2000, reconnect_rate=10, max_clients=1000,
               drop_rules=rules, row=table.row(0))  # fmt: skip
     hub.publish(check_version("v1"))
+    return hub, table
+
+
+async def test_the_jitter_window_widens_to_what_the_whole_host_takes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(random, "randint", lambda low, high: high)  # each client draws the window's end
+    hub, table = hub_of_a_two_worker_host(heartbeat=3600)
     log = WriteLog()
     await join(hub, "few", log)  # a host with few streams: the configured window
     assert hub.retry_after_seconds == 3
@@ -292,6 +301,70 @@ async def test_the_heartbeat_ticks_once_per_slice_and_serves_the_slices_in_the_o
     assert heard == ["tick", "c1", "tick", "c2", "tick", "c0"] * 2
     rounds = [entry for entry in logs if entry["event"] == "heartbeat sent"]
     assert [(entry["version"], entry["clients"]) for entry in rounds] == [("v1", 3), ("v1", 3)]
+
+
+async def one_heartbeat(hub: Hub, log: WriteLog, monkeypatch: pytest.MonkeyPatch, writes: int) -> WriteLog:
+    """The `writes` writes of one heartbeat tick, on a stand-in clock: the heartbeat's first wait
+    ends at once, its next one never (the hub's other waits are real)."""
+    real_sleep, waits = asyncio.sleep, 0
+
+    async def one_tick_then_none(delay: float) -> None:
+        nonlocal waits
+        task = asyncio.current_task()
+        if task is None or task.get_name() != "heartbeat":
+            return await real_sleep(delay)
+        waits += 1
+        if waits > 1:
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(asyncio, "sleep", one_tick_then_none)
+    log.clear()
+    hub.start()
+    try:
+        async with asyncio.timeout(30):
+            await log.holds(writes)
+        heard = WriteLog()
+        heard.extend(log)  # before stop() ends the streams
+    finally:
+        hub.stop()
+    return heard
+
+
+async def test_a_heartbeat_tells_a_stream_a_fresh_retry_from_the_window_the_host_needs_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(random, "randint", lambda low, high: high)  # each draw is the window's end
+    hub, table = hub_of_a_two_worker_host(heartbeat=1)  # one heartbeat slice: every client each tick
+    log = WriteLog()
+    await join(hub, "early", log)  # while the host is small: the configured 2 s window
+    assert log == [("early", b"head+retry: 3000\n\n" + V1)]
+    for _ in range(100):  # then the host grows: two workers taking back 10 a second need 5 s
+        assert table.row(1).seats.take()
+    heard = await one_heartbeat(hub, log, monkeypatch, 1)
+    assert heard == [("early", chunk_of(b"retry: 6000\n\n" + V1))]
+    assert hub.row.table.read().workers[0].events_sent == 2  # the first event and one heartbeat
+
+
+async def test_a_heartbeat_tick_draws_a_delay_per_group_of_its_clients_each_framed_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(random, "randint", random.Random(23).randint)  # seeded: the same draws each run
+    hub, log = make_hub(heartbeat=1, retry_jitter=2000), WriteLog()  # one slice: every client each tick
+    hub.publish(check_version("v1"))
+    names = [f"c{i}" for i in range(40)]
+    for name in names:
+        await join(hub, name, log)
+    heard = await one_heartbeat(hub, log, monkeypatch, len(names))
+    assert sorted(name for name, _ in heard) == sorted(names)  # each client once
+    groups: dict[int, list[str]] = {}  # the clients given the very same bytes, by those bytes
+    delays = set()
+    for name, data in heard:
+        groups.setdefault(id(data), []).append(name)
+        delay = int(re.findall(rb"retry: (\d+)\n", data)[0])
+        assert 1000 <= delay <= 3000 and data == chunk_of(b"retry: %d\n\n" % delay + V1)
+        delays.add(delay)
+    assert len(groups) == HEARTBEAT_GROUPS and {len(group) for group in groups.values()} == {2, 3}
+    assert len(delays) > 1, delays
 
 
 async def test_what_the_hub_does_is_counted_in_its_row_once_per_fan_out() -> None:
