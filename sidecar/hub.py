@@ -212,14 +212,14 @@ class Hub:
                 if turn == 0:
                     log.debug("heartbeat sent", version=self.version, clients=len(self.clients))
 
-    def _send_with_retry(self, clients: list[Client], event: Framed) -> None:
+    def _send_with_retry(self, clients: list[Client], event: bytes) -> None:
         """Write `event` to `clients` in HEARTBEAT_GROUPS groups, each after its own fresh `retry:`
-        (one write per client, one payload framed per group)."""
+        (one write per client, one payload built per group)."""
         window = self.jitter_window()
         groups = min(HEARTBEAT_GROUPS, len(clients))
         for group in range(groups):
             delay = self.retry + random.randint(0, window)
-            self._send_all(clients[group::groups], Framed.of(encode_retry(delay) + event.plain))
+            self._send_all(clients[group::groups], encode_retry(delay) + event)
 
     async def _drop_stalled(self) -> None:
         # Only the clients a write left data unsent for are looked at, not every client.
