@@ -48,11 +48,9 @@ async def stream_version(request: web.Request) -> web.StreamResponse:
     # The connection is the client's from here (stream.py): its loss leaves the hub and gives the
     # seat back (Hub.lost), and the hub ends it (Client.end). aiohttp forgets it, and its handler
     # ends cancelled so that nothing finishes the response.
-    if hand_off(request, client):
-        hub.adopt(client)
-    else:  # aiohttp heard first that the connection is gone: the client never will
-        hub.leave(client, "client went away")
-        hub.row.seats.give()
+    hub.adopt(client)
+    if not hand_off(request, client):  # aiohttp heard first that the connection is gone: the client never will
+        hub.lost(client)
     raise asyncio.CancelledError
 
 

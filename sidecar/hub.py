@@ -32,7 +32,7 @@ SEND_TIMEOUT_CHECK = 1.0
 FANOUT_CHUNK = 1000
 
 # Each heartbeat tick's clients are split into this many groups, each told one fresh `retry:` drawn
-# from the jitter window as it is now (one payload framed per group, not per client): 30 ticks of
+# from the jitter window as it is now (one payload built per group, not per client): 30 ticks of
 # 16 make 480 delays a worker each 30-s heartbeat, so after a restart 38,000 tabs on 2 workers come
 # back ~40 at a time, not in one burst per tick and worker (60 of ~630).
 HEARTBEAT_GROUPS = 16
@@ -121,7 +121,7 @@ class Hub:
         """Send a prepared stream its retry delay and the current version, and count it in."""
         client = Client(stream, peer, self.heartbeat_slices.next_slice(), self.drop_rules, self.waiting, self._lost)
         sent = self._event
-        first = encode_retry(self.retry + random.randint(0, self.jitter_window()))
+        first = self._retry_block(self.jitter_window())
         if sent is not None:
             first += sent
         reason = await client.open(stream, first, self.clock)
@@ -218,8 +218,11 @@ class Hub:
         window = self.jitter_window()
         groups = min(HEARTBEAT_GROUPS, len(clients))
         for group in range(groups):
-            delay = self.retry + random.randint(0, window)
-            self._send_all(clients[group::groups], encode_retry(delay) + event)
+            self._send_all(clients[group::groups], self._retry_block(window) + event)
+
+    def _retry_block(self, window: int) -> bytes:
+        """A `retry:` block with --retry plus a random delay within `window` ms."""
+        return encode_retry(self.retry + random.randint(0, window))
 
     async def _drop_stalled(self) -> None:
         # Only the clients a write left data unsent for are looked at, not every client.
