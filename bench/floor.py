@@ -12,7 +12,6 @@ group; each worker reads the file and writes the event to every stream it holds.
 """
 
 import argparse
-import json
 import os
 import select
 import signal
@@ -20,6 +19,9 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from sidecar.sse import encode_version_event
+from sidecar.version import Version
 
 from .loadclient import raise_open_files_limit
 
@@ -29,9 +31,9 @@ HEAD = (
 )
 
 
-def encode_event(version: str) -> bytes:
-    data = json.dumps({"version": version}, ensure_ascii=False)
-    return f"event: version\nid: {version}\ndata: {data}\n\n".encode()
+def encode_event(version_file: Path) -> bytes:
+    """The version event the sidecar would send, byte for byte (the bench's versions are valid)."""
+    return encode_version_event(Version(version_file.read_text().strip()))
 
 
 def serve(listener: socket.socket, version_file: Path) -> None:
@@ -40,7 +42,7 @@ def serve(listener: socket.socket, version_file: Path) -> None:
     wake_writer.setblocking(False)
     signal.set_wakeup_fd(wake_writer.fileno())
     signal.signal(signal.SIGUSR1, lambda _signum, _frame: None)  # the wake-up fd says it came
-    event = encode_event(version_file.read_text().strip())
+    event = encode_event(version_file)
     poller = select.epoll()
     poller.register(listener.fileno(), select.EPOLLIN)
     poller.register(wake_reader.fileno(), select.EPOLLIN)
@@ -59,7 +61,7 @@ def serve(listener: socket.socket, version_file: Path) -> None:
                     poller.register(connection.fileno(), select.EPOLLIN)
             elif fd == wake_reader.fileno():
                 wake_reader.recv(4096)
-                event = encode_event(version_file.read_text().strip())
+                event = encode_event(version_file)
                 for stream_fd in streams:
                     try:
                         os.write(stream_fd, event)
@@ -72,12 +74,9 @@ def serve(listener: socket.socket, version_file: Path) -> None:
                     continue
                 poller.unregister(fd)
                 connection.close()
-            elif (connection := streams.pop(fd, None)) is not None:
-                if not connection.recv(4096):
-                    poller.unregister(fd)
-                    connection.close()
-                else:
-                    streams[fd] = connection
+            elif fd in streams and not streams[fd].recv(4096):  # the peer has gone
+                poller.unregister(fd)
+                streams.pop(fd).close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
