@@ -27,9 +27,12 @@ SEND_TIMEOUT_CHECK = 1.0
 
 # A version change is written to this many clients at a time, and the event loop runs between two
 # such chunks: a /metrics scrape, a /healthz probe or a new connection that lands during a fan-out
-# waits for about one chunk (a write takes ~14 us here: ~15 ms), not for the whole fan-out (1.2 s
-# at 17,000 streams a worker). A hub of at most one chunk is written to within publish().
-FANOUT_CHUNK = 1000
+# waits for a few chunks (its accept, its request, its answer), not for the whole fan-out (1.2 s at
+# 17,000 streams a worker). Small, because with more busy workers than CPUs a chunk's wall time is
+# several times its CPU time (~10 us a write): at 100,000 streams on 6 workers and 2 CPUs a scrape
+# during a change took up to 280 ms with chunks of 1,000, 24 ms with 50, at the same p99 and CPU
+# (bench/RESULTS.md). A hub of at most one chunk is written to within publish().
+FANOUT_CHUNK = 50
 
 # Each heartbeat tick's clients are split into this many groups, each told one fresh `retry:` drawn
 # from the jitter window as it is now (one payload built per group, not per client): 30 ticks of
