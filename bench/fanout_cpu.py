@@ -11,7 +11,6 @@ send, the reader's wake-up, ...). Numbers for bench/RESULTS.md, "Where one fan-o
 import argparse
 import collections
 import math
-import os
 import subprocess
 import tempfile
 import time
@@ -21,7 +20,6 @@ from pathlib import Path
 from .loadclient import Fleet, raise_open_files_limit, source_addresses
 from .servers import STREAM_PATH, Nchan, Server, Sidecar, process_tree, tree_user_system_seconds, version_payload
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STREAMS_PER_CLIENT_PROCESS = 19_000
 
 # Where a sample went, by the first of these found on its stack (leaf first) or its leaf's file.
@@ -94,10 +92,10 @@ def measure(server: Server, clients: int, changes: int, perf_to: Path | None) ->
             client_before = fleet.cpu_seconds()
             fleet.send_wait(version_payload(version), 30)
             time.sleep(0.3)
-            tree = process_tree(server.pid)
             recorder = None
             if perf_to is not None and change == 1:
-                command = ["perf", "record", "-F", "4000", "-g", "-o", str(perf_to), "-p", ",".join(map(str, tree))]
+                tree = ",".join(map(str, process_tree(server.pid)))
+                command = ["perf", "record", "-F", "4000", "-g", "-o", str(perf_to), "-p", tree]
                 recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.5)  # perf attached before the change
             user_before, system_before = tree_user_system_seconds(server.pid)
